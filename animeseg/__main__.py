@@ -1,0 +1,3 @@
+from animeseg.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""Test set-up shared by every test module.
+
+* animeseg's state (and Ultralytics' config folder) goes to a throw-away folder, never the user's home.
+* Every test runs with the network cut off: a DNS lookup or connection attempt raises and is recorded, so a
+  test can also assert that a command made none (``network_attempts`` fixture).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="animeseg-test-home-"))
+os.environ["ANIMESEG_HOME"] = str(_HOME)
+os.environ["YOLO_CONFIG_DIR"] = str(_HOME / "ultralytics")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RENPY = SHARED / "data" / "renpy-sprites"
+SHARED_ONNX = SHARED / "weights" / "yolov8n-seg-coco-int8.onnx"
+
+_ATTEMPTS: list[str] = []
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def blocked(what: str):
+        def _raise(*args, **kwargs):
+            _ATTEMPTS.append(f"{what}{args[:2]!r}")
+            raise NetworkBlocked(f"network access attempted in a test: {what}{args[:2]!r}")
+
+        return _raise
+
+    real_connect = socket.socket.connect
+
+    def connect(self, address):  # local (AF_UNIX) sockets are not network
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        return blocked("connect")(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", blocked("getaddrinfo"))
+    monkeypatch.setattr(socket, "gethostbyname", blocked("gethostbyname"))
+    monkeypatch.setattr(socket, "create_connection", blocked("create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture
+def network_attempts():
+    """Call it to get the network attempts made since the test started (``[]`` means none)."""
+    start = len(_ATTEMPTS)
+    return lambda: list(_ATTEMPTS[start:])
+
+
+@pytest.fixture
+def renpy() -> Path:
+    """``../shared/data/renpy-sprites`` (real anime sprites with exact alpha); skips where it is absent."""
+    if not (RENPY / "fg").is_dir():
+        pytest.skip(f"shared sprites not found at {RENPY} (only present in the team's workspace)")
+    return RENPY
+
+
+@pytest.fixture
+def shared_onnx() -> Path:
+    """The real YOLOv8n-seg COCO int8 ONNX model from ``../shared``; skips where it is absent."""
+    if not SHARED_ONNX.is_file():
+        pytest.skip(f"shared ONNX model not found at {SHARED_ONNX} (only present in the team's workspace)")
+    return SHARED_ONNX
