@@ -189,3 +189,21 @@ def test_box_and_instances():
     assert len(Instances.empty(5, 6)) == 0
     with pytest.raises(ValueError):
         Instances(np.zeros((2, 4)), [0.9], [0, 0], m)
+
+
+# ------------------------------------------------------------------------------------------------------ SAM
+def test_sam_architecture_is_read_from_the_checkpoint(tmp_path):
+    from animeseg.errors import AnimesegError
+    from animeseg.sam import OFFICIAL, TINY, build_sam, config_from_state_dict, load_sam, save_sam
+
+    assert config_from_state_dict(build_sam("vit_b").state_dict()) == OFFICIAL["vit_b"]
+    path = save_sam(build_sam(TINY), tmp_path / "tiny.pth")
+    sam = load_sam(path)
+    assert sam.image_encoder.img_size == TINY.img_size
+    with pytest.raises(AnimesegError, match="does not match"):
+        load_sam(path, model_type="vit_b")
+    with pytest.raises(MissingWeightsError, match="weights download sam_vit_b"):
+        load_sam(tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(AnimesegError, match="cannot read SAM checkpoint"):
+        load_sam(tmp_path / "junk.pth")

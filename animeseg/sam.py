@@ -1,0 +1,156 @@
+"""Segment Anything models: build, load and save, with the architecture read from the checkpoint itself.
+
+segment-anything's own ``build_sam`` calls ``torch.load`` without ``map_location`` (a GPU checkpoint fails on a
+CPU machine) and needs the model type spelled out. Here a checkpoint is loaded with ``map_location`` and
+``weights_only=True``, and its architecture (embedding width, depth, heads, global-attention blocks, input size)
+is inferred from the tensor shapes, so the official vit_b/l/h files and small test models load the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from animeseg.errors import AnimesegError, MissingWeightsError
+
+SAM_HINT = "get one with `animeseg weights download sam_vit_b` or pass --sam-checkpoint PATH"
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Image-encoder architecture of a SAM model (prompt encoder and mask decoder are the same for all)."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+    img_size: int = 1024
+    window_size: int = 14
+
+    @property
+    def name(self) -> str:
+        """``vit_b``/``vit_l``/``vit_h`` for the official architectures, else a descriptive name."""
+        for name, cfg in OFFICIAL.items():
+            if cfg == self:
+                return name
+        return f"custom(dim={self.embed_dim},depth={self.depth},heads={self.num_heads},img={self.img_size})"
+
+
+OFFICIAL: dict[str, SamConfig] = {
+    "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
+}
+
+#: A SAM small enough for tests and demos on a CPU (random weights only; it segments nothing useful).
+TINY = SamConfig(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), img_size=256, window_size=4)
+
+
+def build_sam(config: SamConfig | str) -> Any:
+    """A randomly initialised ``segment_anything.modeling.Sam`` in eval mode for ``config`` (or a type name)."""
+    import torch
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    if isinstance(config, str):
+        if config not in OFFICIAL:
+            raise AnimesegError(f"unknown SAM type {config!r}; choose one of {', '.join(OFFICIAL)}")
+        config = OFFICIAL[config]
+    prompt_dim, patch = 256, 16
+    grid = config.img_size // patch
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=config.depth,
+            embed_dim=config.embed_dim,
+            img_size=config.img_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=config.num_heads,
+            patch_size=patch,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=list(config.global_attn_indexes),
+            window_size=config.window_size,
+            out_chans=prompt_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(config.img_size, config.img_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=2048, num_heads=8),
+            transformer_dim=prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return sam.eval()
+
+
+def config_from_state_dict(state: dict[str, Any]) -> SamConfig:
+    """Infer the image-encoder architecture from a SAM state dict's tensor shapes.
+
+    ``pos_embed`` is (1, S/16, S/16, D); each block's ``rel_pos_h`` is (2w - 1, D / heads), where w is the
+    window size for windowed blocks and S/16 for global-attention ones.
+    """
+    try:
+        pos = state["image_encoder.pos_embed"]
+        grid, dim = int(pos.shape[1]), int(pos.shape[3])
+        blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))})
+        rel = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"] for i in blocks]
+    except (KeyError, IndexError, AttributeError) as e:
+        raise AnimesegError(f"not a Segment Anything checkpoint (missing {e})") from None
+    head_dim = int(rel[0].shape[1])
+    global_idx = tuple(i for i, r in zip(blocks, rel, strict=True) if (int(r.shape[0]) + 1) // 2 == grid)
+    windowed = [int(r.shape[0]) for i, r in zip(blocks, rel, strict=True) if i not in global_idx]
+    window = (windowed[0] + 1) // 2 if windowed else 14
+    return SamConfig(dim, len(blocks), dim // head_dim, global_idx, img_size=grid * 16, window_size=window)
+
+
+def load_sam(checkpoint: str | Path, model_type: str = "auto", device: str = "cpu") -> Any:
+    """Load a SAM checkpoint (a state dict, or ``{"model": state_dict}``) onto ``device``.
+
+    ``model_type`` ``auto`` infers the architecture; an explicit ``vit_b``/``vit_l``/``vit_h`` is checked
+    against the checkpoint so a mismatch is one clear line rather than a wall of shape errors.
+    """
+    import torch
+
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(path, SAM_HINT)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AnimesegError(f"{path}: cannot read SAM checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    try:
+        config = config_from_state_dict(state)
+    except AnimesegError as e:
+        raise AnimesegError(f"{path}: {e}") from None
+    if model_type != "auto" and OFFICIAL.get(model_type) != config:
+        raise AnimesegError(f"{path}: --sam-type {model_type} does not match the checkpoint, which is {config.name}")
+    sam = build_sam(config)
+    try:
+        sam.load_state_dict(state)
+    except RuntimeError as e:
+        raise AnimesegError(f"{path}: checkpoint does not fit {config.name} ({str(e).splitlines()[0]})") from None
+    return sam.to(device).eval()
+
+
+def save_sam(sam: Any, path: str | Path) -> Path:
+    """Save a SAM model's state dict atomically (the format of the official checkpoints)."""
+    import torch
+
+    from animeseg.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(sam.state_dict(), tmp)
+    return Path(path)
