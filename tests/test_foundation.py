@@ -207,3 +207,18 @@ def test_sam_architecture_is_read_from_the_checkpoint(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(AnimesegError, match="cannot read SAM checkpoint"):
         load_sam(tmp_path / "junk.pth")
+
+
+def test_coco_records_follow_the_mask():
+    from animeseg.cocojson import categories, instance_annotations
+
+    m = np.zeros((1, 10, 10), bool)
+    m[0, 2:5, 3:7] = True
+    inst = Instances([[0, 0, 10, 10]], [0.5], [0], m, {0: "character"}, [{"refined": True, "method": "sam"}])
+    (ann,) = instance_annotations(inst, image_id=7, first_id=3)
+    assert ann["bbox"] == [3.0, 2.0, 4.0, 3.0] and ann["area"] == 12 and ann["category_id"] == 1
+    assert ann["refined"] is True and ann["image_id"] == 7 and ann["id"] == 3
+    assert (decode_rle(ann["segmentation"]) == m[0]).all()
+    (gt,) = instance_annotations(inst, 7, 3, with_scores=False)
+    assert gt["iscrowd"] == 0 and "score" not in gt
+    assert categories({0: "character"}) == [{"id": 1, "name": "character", "supercategory": "character"}]
