@@ -117,18 +117,19 @@ def _inside(path: Path, folder: Path | None) -> bool:
         return False
 
 
-def _scan_folder(root: Path, exclude: Path | None) -> Iterator[tuple[Path, bool]]:
-    """(path, is_folder_named_like_media) under ``root``, sorted, hidden entries and ``exclude`` skipped."""
+def _scan_folder(root: Path, exclude: Path | None) -> list[tuple[Path, bool]]:
+    """(path, is_folder_named_like_media) under ``root`` in path order; hidden entries and ``exclude`` skipped."""
+    found: list[tuple[Path, bool]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _inside(here / d, exclude))
-        for d in dirnames:
-            if Path(d).suffix.lower() in MEDIA_EXTS:
-                yield here / d, True
-        for f in sorted(filenames):
-            p = here / f
-            if not f.startswith(".") and p.suffix.lower() in MEDIA_EXTS and not _inside(p, exclude):
-                yield p, False
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not _inside(here / d, exclude)]
+        found += [(here / d, True) for d in dirnames if Path(d).suffix.lower() in MEDIA_EXTS]
+        found += [
+            (here / f, False)
+            for f in filenames
+            if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTS and not _inside(here / f, exclude)
+        ]
+    return sorted(found, key=lambda t: t[0].relative_to(root).parts)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.writers import (
+    KIND_FOLDERS,
     PREDICTIONS,
     PredictionsBuilder,
     VideoOutput,
@@ -356,10 +357,12 @@ def _run_one(
         return _failed(item, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "), bar)
     seconds = time.perf_counter() - t0
 
-    if old is not None:  # an earlier run of this input may have written files this one does not (more instances)
+    if old is not None:  # an earlier run may have written more instances' files of the kinds just rewritten
+        rewritten = {KIND_FOLDERS[k] for k in kinds}
         for stale in set(old.get("files", [])) - set(files):
-            with contextlib.suppress(OSError):
-                (out / stale).unlink()
+            if stale.split("/", 1)[0] in rewritten:
+                with contextlib.suppress(OSError):
+                    (out / stale).unlink()
     record = {
         "version": RECORD_VERSION,
         "name": item.name,

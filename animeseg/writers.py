@@ -35,6 +35,15 @@ SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video"
 #: Per-image outputs (everything but the run-level json and the per-video video).
 IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt")
 PREDICTIONS = "predictions.json"
+#: Top folder of each kind's files under the output folder.
+KIND_FOLDERS = {
+    "masks": "masks",
+    "semantic": "semantic",
+    "cutouts": "cutouts",
+    "overlays": "overlays",
+    "txt": "labels",
+    "video": "videos",
+}
 
 # Distinct, colour-blind-friendly-ish colours (RGB), cycled per instance.
 PALETTE = np.array(
