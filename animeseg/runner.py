@@ -301,7 +301,15 @@ def run(
 
     with _Progress(total, show_progress) as bar:
         for item in items:
-            result, record = _run_one(item, segmenter, out, save, resume, signature, bar)
+            try:
+                result, record = _run_one(item, segmenter, out, save, resume, signature, bar)
+            except KeyboardInterrupt:
+                bar.__exit__(None, None, None)
+                error(
+                    f"interrupted at {item.name} ({len(summary.results)} of {len(items)} inputs done); finished "
+                    f"outputs are kept: run again with --resume to continue"
+                )
+                raise
             summary.results.append(result)
             records.append(record)
             if on_item is not None:
