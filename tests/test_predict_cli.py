@@ -347,9 +347,8 @@ def test_a_broken_video_is_one_error_entry(tiny_pt, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ real model
 def test_real_model_outputs_on_anime_composites(renpy, shared_onnx, tmp_path, capsys):
     sys.path.insert(0, str(ROOT))
-    from bench.composites import make_composites
-
     from animeseg.predict import Segmenter
+    from bench.composites import make_composites
 
     comps = make_composites(renpy, 3, seed=21, size=(320, 240), max_sprites=2)
     src = tmp_path / "scenes"
