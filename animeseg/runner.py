@@ -112,8 +112,8 @@ class RunSummary:
             ("failed", self.failed),
             ("images and frames segmented", self.images),
             ("instances", self.instances),
-            ("seconds", round(self.seconds, 2)),
-            ("seconds per image", round(per_image, 3)),
+            ("seconds", f"{self.seconds:.1f}"),
+            ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
         ]
         return summary_table(f"animeseg predict -> {self.out}", ["", "count"], rows)
 
