@@ -455,3 +455,58 @@ def test_help_documents_every_option(capsys):
         "--resume",
     ):
         assert option in text
+
+
+# ------------------------------------------------------------------------------------------------ runner
+class _FakeSegmenter:
+    """One disc per image; raises on images whose top-left pixel is pure red (a stand-in for a crashing model)."""
+
+    names = {0: "character"}
+
+    def __call__(self, image):
+        from animeseg.instances import Instances
+
+        if tuple(image[0, 0]) == (255, 0, 0):
+            raise RuntimeError("model exploded\nsecond line")
+        h, w = image.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        m = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 <= (min(h, w) / 4) ** 2
+        inst = Instances(np.zeros((1, 4)), [0.8], [0], m[None], dict(self.names))
+        inst.boxes = inst.boxes_from_masks()
+        return inst
+
+
+def test_runner_goes_on_after_a_model_failure_and_cleans_temp_files(tmp_path):
+    from animeseg.media import expand_sources
+    from animeseg.runner import run
+
+    src = tmp_path / "in"
+    _images(3, src)
+    bad = np.zeros((40, 40, 3), np.uint8)
+    bad[0, 0] = (255, 0, 0)
+    Image.fromarray(bad).save(src / "red.png")
+    out = tmp_path / "out"
+    leftover = out / "masks" / ".img 00_0.k2j3.tmp.png"  # what a killed run leaves behind
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    keep = out / "masks" / ".keep"
+    keep.write_bytes(b"")
+
+    seen = []
+    summary = run(
+        expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], show_progress=False, on_item=seen.append
+    )
+    assert [r.status for r in seen] == ["ok", "ok", "error", "ok"]
+    assert seen[2].name == "red.png" and seen[2].error == "RuntimeError: model exploded"
+    assert (summary.succeeded, summary.failed, summary.skipped, summary.instances, summary.exit_code) == (3, 1, 0, 3, 1)
+    assert not leftover.exists() and keep.exists()
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [im["status"] for im in doc["images"]] == ["ok", "ok", "error", "ok"]
+    assert doc["categories"] == [{"id": 1, "name": "character", "supercategory": "character"}]
+
+    again = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], resume=True, show_progress=False)
+    assert (again.skipped, again.failed, again.images) == (3, 1, 0)
+    assert json.loads((out / "predictions.json").read_text()) == doc
+    # asking for more outputs than the records cover redoes those inputs
+    more = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks", "txt"], resume=True, show_progress=False)
+    assert (more.skipped, more.succeeded) == (0, 3) and len(list(out.rglob("labels/**/*.txt"))) == 3
