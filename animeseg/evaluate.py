@@ -297,39 +297,9 @@ def ground_truth_foreground(gt: COCO, image_id: int, category_ids: Iterable[int]
 
 # ------------------------------------------------------------------------------------------------ detection
 def _segmenter(model: str | Path, refiner: Any, **kwargs: Any) -> Any:
-    try:
-        from animeseg.predict import Segmenter
-    except ImportError:  # until the predict stage lands: raw YOLO only (TEMPORARY)
-        if refiner is not None:
-            raise AnimesegError("refinement needs animeseg.predict, which is not installed") from None
-        return _PlainYolo(model, **kwargs)
+    from animeseg.predict import Segmenter
+
     return Segmenter(model, refiner, **kwargs)
-
-
-class _PlainYolo:
-    """TEMPORARY stand-in for ``animeseg.predict.Segmenter`` (raw YOLO, full-resolution masks)."""
-
-    refiner = None
-
-    def __init__(self, model, *, imgsz=640, conf=0.25, iou=0.7, max_det=300, device=None, classes=None):
-        from animeseg.yolo import load_yolo
-
-        self.model = load_yolo(model)
-        self.kwargs = dict(imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=classes)
-        self.names = {int(k): str(v) for k, v in self.model.names.items()}
-
-    def detect(self, image: np.ndarray) -> Instances:
-        h, w = image.shape[:2]
-        bgr = np.ascontiguousarray(image[..., ::-1])
-        r = self.model.predict(bgr, retina_masks=True, verbose=False, **self.kwargs)[0]
-        if r.masks is None or len(r.boxes) == 0:
-            return Instances.empty(h, w, self.names)
-        masks = r.masks.data.cpu().numpy() > 0.5
-        b = r.boxes
-        return Instances(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy(), masks, dict(self.names))
-
-    def refine(self, image: np.ndarray, instances: Instances) -> Instances:
-        return instances
 
 
 @dataclass

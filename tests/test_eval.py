@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
@@ -17,7 +17,10 @@ from animeseg.cli import app
 from animeseg.errors import AnimesegError
 from animeseg.evaluate import class_map, evaluate, foreground_metrics
 from animeseg.instances import Instances
-from animeseg.io import read_image, read_rgba, write_image, write_json
+from animeseg.io import write_image, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ helpers, also under plain `pytest`
+from bench.composites import make_composites  # noqa: E402
 
 runner = CliRunner()
 NAMES = {0: "character"}
@@ -157,30 +160,16 @@ def test_class_map():
         class_map(model, gt, ["cat=character"])
 
 
-def composite(renpy: Path, out: Path, n: int = 4) -> Path:
-    """Ren'Py sprites pasted on backgrounds at 480x270: COCO ground truth with exact masks from the alpha."""
-    fgs = sorted((renpy / "fg").glob("*.png"))
-    bgs = sorted((renpy / "bg").glob("*.jpg"))
+def composite(renpy: Path, out: Path) -> Path:
+    """Ren'Py sprites on real backgrounds (exact masks from the alpha), saved as JPEGs + a COCO ground truth
+    whose one category is 'character' (so the COCO model's 'person' has to be mapped)."""
     images, anns = [], []
-    for i in range(n):
-        canvas = cv2.resize(read_image(bgs[i % len(bgs)]), (480, 270), interpolation=cv2.INTER_AREA)
-        masks: list[np.ndarray] = []
-        for j, x0 in enumerate((30, 250)[: 1 + i % 2]):
-            fg = read_rgba(fgs[(3 * i + j) % len(fgs)])
-            scale = 250 / fg.shape[0]
-            fg = cv2.resize(fg, (round(fg.shape[1] * scale), 250), interpolation=cv2.INTER_AREA)
-            h, w = fg.shape[:2]
-            y0 = 270 - h
-            alpha = fg[..., 3:4] / 255.0
-            region = canvas[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
-            canvas[y0 : y0 + h, x0 : x0 + w] = (fg[..., :3] * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
-            mask = np.zeros((270, 480), bool)
-            mask[y0 : y0 + h, x0 : x0 + w] = fg[..., 3] > 127
-            masks = [m & ~mask for m in masks] + [mask]  # later sprites occlude earlier ones
-        write_image(out / "images" / f"scene {i}.jpg", canvas)
-        inst = Instances(np.zeros((len(masks), 4)), np.ones(len(masks)), np.zeros(len(masks)), np.stack(masks), NAMES)
-        images.append(cocojson.image_record(i + 1, f"scene {i}.jpg", 270, 480))
-        anns += cocojson.instance_annotations(inst, i + 1, len(anns) + 1, with_scores=False)
+    for i, c in enumerate(make_composites(renpy, 4, seed=5, size=(480, 270)), start=1):
+        write_image(out / "images" / f"{c.name} art.jpg", c.image)  # a space, as real file names have
+        truth = c.truth
+        truth.names = dict(NAMES)
+        images.append(cocojson.image_record(i, f"{c.name} art.jpg", *c.image.shape[:2]))
+        anns += cocojson.instance_annotations(truth, i, len(anns) + 1, with_scores=False)
     path = out / "gt.json"
     write_json(path, {"images": images, "annotations": anns, "categories": cocojson.categories(NAMES)})
     return path
