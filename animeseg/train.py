@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import shutil
@@ -375,7 +376,8 @@ def _ultralytics_logging(verbose: bool) -> Iterator[None]:
     import ultralytics.utils as U
 
     level = logging.INFO if verbose else logging.WARNING
-    old_level, old_verbose = U.LOGGER.level, U.VERBOSE
+    old_level, old_verbose, old_env = U.LOGGER.level, U.VERBOSE, os.environ.get("YOLO_VERBOSE")
+    os.environ["YOLO_VERBOSE"] = str(verbose).lower()  # for processes Ultralytics starts (DDP workers)
     handlers = [(h, h.level) for h in U.LOGGER.handlers]
     U.LOGGER.setLevel(level)
     for h, _ in handlers:
@@ -388,9 +390,13 @@ def _ultralytics_logging(verbose: bool) -> Iterator[None]:
         for h, lvl in handlers:
             h.setLevel(lvl)
         U.VERBOSE = old_verbose
+        if old_env is None:
+            os.environ.pop("YOLO_VERBOSE", None)
+        else:
+            os.environ["YOLO_VERBOSE"] = old_env
 
 
-def _epoch_progress(model: Any, total_epochs: int) -> Any:
+def _epoch_progress(model: Any) -> Any:
     """A rich bar over epochs, fed by Ultralytics callbacks; returns the Progress (caller stops it)."""
     bar = progress()
     state: dict[str, Any] = {}
@@ -515,34 +521,9 @@ def train(
         workers: worker processes when a ``datasets.yaml`` has to be built.
     """
     project = Path(project).expanduser().resolve()
-    callbacks = dict(callbacks or {})
     started = datetime.now(timezone.utc)
-
     if resume:
-        model_path = Path(str(model)).expanduser()
-        if model_path.suffix == ".pt" and model_path.is_file() and model_path.name != "best.pt" and not name:
-            last = model_path.resolve()
-        else:
-            last = latest_checkpoint(project, name)
-        resolved = resolve_data(data, workers) if data is not None else None
-        yolo = load_yolo(last)
-        ckpt = getattr(yolo, "ckpt", None) or {}
-        ckpt_args = ckpt.get("train_args") or {}
-        # Ultralytics quietly starts a NEW run (default args, default folder) from a finished checkpoint; refuse.
-        if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
-            raise AnimesegError(f"{last}: this run already finished all its epochs; nothing to resume")
-        if resolved is None:
-            ckpt_data = ckpt_args.get("data")
-            if not ckpt_data or not Path(ckpt_data).is_file():
-                raise InputError(last, f"its dataset {ckpt_data!r} is gone; pass --data to point at it")
-            resolved = resolve_data(ckpt_data)
-        check_extra(extra or {})
-        kwargs: dict[str, Any] = {"resume": True, "data": str(resolved.data_yaml)}
-        for key, value in {"imgsz": imgsz, "batch": batch, "device": device, **(extra or {})}.items():
-            if value is not None:
-                kwargs[key] = value
-        console.print(f"Resuming {last}")
-        model_label = str(ckpt_args.get("model", last))
+        plan = _plan_resume(data, model, project, name, imgsz=imgsz, batch=batch, device=device, extra=extra)
     else:
         if data is None:
             raise AnimesegError("--data is required (unless --resume)")
@@ -560,56 +541,118 @@ def train(
             extra=extra,
         )
         if from_scratch:
-            to_load, _ = scratch_model(model)
-            args["pretrained"] = False
+            to_load, args["pretrained"] = scratch_model(model)
         else:
             to_load = resolve_model(model)
-        yolo = load_yolo(to_load)
         run_name = name or default_run_name(model, resolved.data_yaml)
         kwargs = {**args, "data": str(resolved.data_yaml), "project": str(project), "name": run_name}
-        model_label = str(model)
+        plan = _Plan(load_yolo(to_load), kwargs, resolved, str(model), from_scratch)
 
-    for event, fns in callbacks.items():
+    yolo = plan.yolo
+    for event, fns in (callbacks or {}).items():
         for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
             yolo.add_callback(event, fn)
-    ddp = _gpu_count(None if kwargs.get("device") is None else str(kwargs["device"])) > 1
-    bar = None if ddp else _epoch_progress(yolo, int(kwargs.get("epochs") or 0))
+    ddp = _gpu_count(plan.device) > 1
+    # DDP workers unpickle the callbacks: a live progress bar cannot travel, Ultralytics' own log is shown instead
+    bar = None if ddp else _epoch_progress(yolo)
     try:
         with _ultralytics_logging(verbose or ddp):
-            yolo.train(trainer=AnimesegTrainer, **kwargs)
+            yolo.train(trainer=AnimesegTrainer, **plan.kwargs)
     except AssertionError as e:
         if resume and "nothing to resume" in str(e):
-            raise AnimesegError(f"{last}: this run already finished all its epochs; nothing to resume") from None
+            raise AnimesegError(f"{plan.checkpoint}: this run already finished all its epochs") from None
         raise
     except FileNotFoundError as e:
         raise AnimesegError(f"training could not start: {e}") from None
     finally:
         if bar is not None:
             bar.stop()
+    return _finish(yolo.trainer, plan, weights_dir, started)
 
-    trainer = yolo.trainer
+
+@dataclass
+class _Plan:
+    """What is handed to Ultralytics, and what the sidecar says about it."""
+
+    yolo: Any
+    kwargs: dict[str, Any]
+    data: ResolvedData
+    model_label: str
+    from_scratch: bool
+    checkpoint: Path | None = None
+    saved_device: str | None = None
+
+    @property
+    def device(self) -> str | None:
+        device = self.kwargs.get("device", self.saved_device)
+        return None if device is None else str(device)
+
+
+def _plan_resume(
+    data: str | Path | None,
+    model: str | Path,
+    project: Path,
+    name: str | None,
+    *,
+    imgsz: int | None,
+    batch: float | None,
+    device: str | None,
+    extra: dict[str, Any] | None,
+) -> _Plan:
+    """Resume ``last.pt`` (``model`` if it is one, else run ``project/name``, else the latest run)."""
+    model_path = Path(str(model)).expanduser()
+    if model_path.suffix == ".pt" and model_path.is_file() and model_path.name != "best.pt" and not name:
+        last = model_path.resolve()
+    else:
+        last = latest_checkpoint(project, name)
+    check_extra(extra or {})
+    resolved = resolve_data(data) if data is not None else None
+    yolo = load_yolo(last)
+    ckpt = getattr(yolo, "ckpt", None) or {}
+    ckpt_args = ckpt.get("train_args") or {}
+    # From a finished (stripped) checkpoint Ultralytics quietly starts a NEW run with default arguments; refuse.
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        raise AnimesegError(f"{last}: this run already finished all its epochs; nothing to resume")
+    if resolved is None:
+        ckpt_data = ckpt_args.get("data")
+        if not ckpt_data or not Path(ckpt_data).is_file():
+            raise InputError(last, f"its dataset {ckpt_data!r} is gone; pass --data to point at it")
+        resolved = resolve_data(ckpt_data)
+    kwargs: dict[str, Any] = {"resume": True, "data": str(resolved.data_yaml)}
+    for key, value in {"imgsz": imgsz, "batch": batch, "device": device, **(extra or {})}.items():
+        if value is not None:
+            kwargs[key] = value
+    console.print(f"Resuming {last}")
+    return _Plan(
+        yolo,
+        kwargs,
+        resolved,
+        str(ckpt_args.get("model", last)),
+        ckpt_args.get("pretrained") is False,
+        checkpoint=last,
+        saved_device=ckpt_args.get("device"),
+    )
+
+
+def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: datetime) -> Path:
+    """Copy the best weights, write their sidecar, print the summary; returns the copied weights."""
     save_dir = Path(trainer.save_dir)
-    best = trainer.best if Path(trainer.best).is_file() else trainer.last
-    best = Path(best)
+    best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     if not best.is_file():
         raise AnimesegError(f"{save_dir}: training ended without writing weights")
-    metrics = _final_metrics(trainer, best)
-    rows = _results_rows(save_dir)
-    run_name = save_dir.name
-
-    out = best if weights_dir is None else _copy_weights(best, Path(weights_dir).expanduser().resolve(), run_name)
+    out = best if weights_dir is None else _copy_weights(best, Path(weights_dir).expanduser().resolve(), save_dir.name)
     sidecar = {
         "weights": out.name,
         "weights_sha256": _sha256(out),
         "run": str(save_dir),
-        "model": model_label,
-        "from_scratch": bool(from_scratch),
-        "resumed": bool(resume),
-        "dataset": resolved.fingerprint(),
+        "model": plan.model_label,
+        "from_scratch": bool(plan.from_scratch),
+        "resumed": plan.checkpoint is not None,
+        "dataset": plan.data.fingerprint(),
         "names": _jsonable(getattr(trainer, "data", {}).get("names", {})),
         "train_args": _jsonable(vars(trainer.args)),
-        "epochs_completed": len(rows),
-        "metrics": metrics,
+        "epochs_completed": len(_results_rows(save_dir)),
+        "metrics": _final_metrics(trainer, best),
         "versions": package_versions(),
         "device": _device_name(trainer),
         "started": started.isoformat(timespec="seconds"),
