@@ -112,22 +112,37 @@ DEFAULT_OFFICIAL = "yolov8m-seg"
 
 
 def _default_weights_dir() -> Path:
-    """``$ANIMESEG_WEIGHTS``, else ``weights/`` of the source checkout, else ``./weights``."""
-    env = os.environ.get("ANIMESEG_WEIGHTS")
-    if env:
-        return Path(env).expanduser()
+    """``weights/`` of the source checkout animeseg runs from, else ``./weights``."""
     repo = Path(__file__).resolve().parents[1]
     if (repo / "pyproject.toml").is_file() and (repo / "weights").is_dir():
         return repo / "weights"
     return Path.cwd() / "weights"
 
 
+#: The project's weights folder (``$ANIMESEG_WEIGHTS``, read at each call, takes precedence).
 WEIGHTS_DIR = _default_weights_dir()
 
 
 def weights_dir(path: str | Path | None = None) -> Path:
-    """The weights folder: ``path`` when given, else the default (see :data:`WEIGHTS_DIR`)."""
-    return Path(path).expanduser() if path is not None else WEIGHTS_DIR
+    """The weights folder downloads go to: ``path`` when given, else ``$ANIMESEG_WEIGHTS``, else
+    :data:`WEIGHTS_DIR`."""
+    if path is not None:
+        return Path(path).expanduser()
+    env = os.environ.get("ANIMESEG_WEIGHTS")
+    return Path(env).expanduser() if env else WEIGHTS_DIR
+
+
+def search_dirs(path: str | Path | None = None) -> list[Path]:
+    """Folders searched for models: ``path`` alone when given; else :func:`weights_dir` and, when different,
+    ``./weights`` (where ``animeseg train`` run from elsewhere leaves its weights)."""
+    first = weights_dir(path)
+    if path is not None or os.environ.get("ANIMESEG_WEIGHTS"):
+        return [first]
+    dirs = [first]
+    local = Path.cwd() / "weights"
+    if local.resolve() != first.resolve():
+        dirs.append(local)
+    return dirs
 
 
 # ------------------------------------------------------------------------------------------------ lookup
@@ -148,39 +163,49 @@ def official_path(entry: OfficialWeights | str, directory: str | Path | None = N
 
 
 def trained_weights(directory: str | Path | None = None) -> list[Path]:
-    """animeseg-trained weights in the folder (``NAME.pt``/``NAME.onnx`` with a ``NAME.json`` sidecar), newest
-    first."""
-    root = weights_dir(directory)
-    if not root.is_dir():
-        return []
+    """animeseg-trained weights (``NAME.pt``/``NAME.onnx`` with a ``NAME.json`` sidecar, as ``animeseg train``
+    leaves them) in the searched folders (see :func:`search_dirs`), newest first."""
     found = [
-        p for p in root.iterdir() if p.suffix in (".pt", ".onnx") and p.is_file() and p.with_suffix(".json").is_file()
+        p
+        for root in search_dirs(directory)
+        if root.is_dir()
+        for p in root.iterdir()
+        if p.suffix in (".pt", ".onnx") and p.is_file() and p.with_suffix(".json").is_file()
     ]
     return sorted(found, key=lambda p: (-p.stat().st_mtime, p.name))
 
 
+def _find_official(name: str, directory: str | Path | None) -> Path | None:
+    for root in search_dirs(directory):
+        path = official_path(name, root)
+        if path.is_file():
+            return path
+    return None
+
+
 def default_model(directory: str | Path | None = None) -> Path:
-    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights in the weights
-    folder, else the official ``yolov8m-seg.pt`` there, else a :class:`MissingWeightsError` saying what to do.
-    Never downloads."""
+    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights, else the official
+    ``yolov8m-seg.pt``, looked for in :func:`search_dirs`; else a :class:`MissingWeightsError` saying what to
+    do. Never downloads."""
     trained = trained_weights(directory)
     if trained:
         return trained[0]
-    official = official_path(DEFAULT_OFFICIAL, directory)
-    if official.is_file():
+    official = _find_official(DEFAULT_OFFICIAL, directory)
+    if official is not None:
         return official
+    where = " or ".join(str(d) for d in search_dirs(directory))
     raise MissingWeightsError(
-        official,
-        f"no --model given and no model in {weights_dir(directory)}: pass --model PATH, train one with "
+        official_path(DEFAULT_OFFICIAL, directory),
+        f"no --model given and no model in {where}: pass --model PATH, train one with "
         f"`animeseg train`, or get the official one with `animeseg weights download {DEFAULT_OFFICIAL}`",
     )
 
 
 def default_sam(directory: str | Path | None = None) -> Path | None:
-    """An official SAM checkpoint present in the weights folder (the largest one if several), else None."""
+    """An official SAM checkpoint in the searched folders (the largest model if several), else None."""
     for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b"):
-        path = official_path(name, directory)
-        if path.is_file():
+        path = _find_official(name, directory)
+        if path is not None:
             return path
     return None
 

@@ -417,6 +417,8 @@ def test_usage_errors_exit_2_in_one_line_before_any_work(
     import animeseg.weights as W
 
     monkeypatch.setattr(W, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.delenv("ANIMESEG_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # ./weights is searched too
     img = tmp_path / "a.png"
     Image.fromarray(_gradient(64, 48, 0)).save(img)
     args = [a.replace("{tmp}", str(tmp_path)) for a in extra]

@@ -86,6 +86,27 @@ def test_default_model_prefers_animeseg_trained_weights(tmp_path):
     assert W.trained_weights(tmp_path) == [newer, older]
 
 
+def test_weights_folders_searched(tmp_path, monkeypatch):
+    project, here, env = tmp_path / "project", tmp_path / "here", tmp_path / "env"
+    for d in (project / "weights", here / "weights", env):
+        d.mkdir(parents=True)
+    monkeypatch.setattr(W, "WEIGHTS_DIR", project / "weights")
+    monkeypatch.delenv("ANIMESEG_WEIGHTS", raising=False)
+    monkeypatch.chdir(here)
+    assert W.search_dirs() == [project / "weights", Path("weights").resolve()]
+    # `animeseg train` run from another folder leaves its weights in ./weights: predict finds them
+    trained = here / "weights" / "animeseg-run1.pt"
+    trained.write_bytes(b"x")
+    trained.with_suffix(".json").write_text("{}")
+    (project / "weights" / "yolov8m-seg.pt").write_bytes(b"x")
+    assert W.default_model() == trained
+    # $ANIMESEG_WEIGHTS is the one folder when set (downloads go there too)
+    monkeypatch.setenv("ANIMESEG_WEIGHTS", str(env))
+    assert W.search_dirs() == [env] and W.weights_dir() == env
+    with pytest.raises(MissingWeightsError, match=str(env)):
+        W.default_model()
+
+
 def test_default_sam_picks_an_official_file(tmp_path):
     assert W.default_sam(tmp_path) is None
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"x")
@@ -303,6 +324,8 @@ def test_download_command_shows_progress_and_verifies(tmp_path, loopback, capsys
 
 def test_other_commands_never_download(tmp_path, capsys, network_attempts, monkeypatch):
     monkeypatch.setattr(W, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.delenv("ANIMESEG_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)
     img = tmp_path / "a.png"
     img.write_bytes(b"")
     code, err = cli(capsys, "predict", str(img), "--out", str(tmp_path / "out"))
