@@ -67,9 +67,11 @@ def _sam_source(refine: RefineMethod, sam_checkpoint: Path | None) -> Path | Non
     return path
 
 
-def _check_device(device: str | None) -> None:
+def _check_device(device: str | None) -> str | None:
+    """Validate ``--device`` (Ultralytics' spelling: ``cpu``, ``0``, ``cuda:0``, ``mps``) before any work and
+    return it as torch spells it (``cuda:0``), for the refiner; None stays None (automatic)."""
     if device is None:
-        return
+        return None
     from animeseg._offline import import_ultralytics
     from animeseg.errors import AnimesegError
 
@@ -77,7 +79,7 @@ def _check_device(device: str | None) -> None:
     from ultralytics.utils.torch_utils import select_device
 
     try:
-        select_device(device, verbose=False)
+        return str(select_device(device, verbose=False))
     except Exception as e:
         raise AnimesegError(f"--device {device}: {str(e).splitlines()[0]}") from None
 
@@ -170,7 +172,7 @@ def predict(
         model = default_model()
     model_file = Path(resolve_model(model))
     sam_path = _sam_source(refine, sam_checkpoint)
-    _check_device(device)
+    torch_device = _check_device(device)
 
     items = expand_sources(sources, exclude=out)
     if not items:
@@ -183,7 +185,7 @@ def predict(
     if refine is not RefineMethod.none:
         from animeseg.refine import build_refiner
 
-        refiner = build_refiner(refine.value, sam_checkpoint=sam_path, sam_type=sam_type.value, device=device)
+        refiner = build_refiner(refine.value, sam_checkpoint=sam_path, sam_type=sam_type.value, device=torch_device)
     segmenter = Segmenter(
         model_file, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
     )
