@@ -160,7 +160,7 @@ def render_overlay(image: np.ndarray, instances: Instances, alpha: float = 0.45)
     out = np.ascontiguousarray(image[..., :3]).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 320))
-    scale = max(0.35, min(h, w) / 900)
+    scale = max(0.4, min(h, w) / 600)
     names = instances.class_names()
     for i in range(len(instances)):
         colour = PALETTE[i % len(PALETTE)]
