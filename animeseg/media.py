@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -222,12 +223,12 @@ def expand_sources(sources: Iterable[str | Path], exclude: str | Path | None = N
         if clash[i]:
             names[i] = f"{roots.setdefault(f.root.resolve(), len(roots))}-{names[i]}"
 
-    keys = [str(Path(n).with_suffix("")) if Path(n).suffix else n for n in names]
-    keys = [k.replace("\\", "/") for k in keys]
+    split = [posixpath.splitext(n) for n in names]  # names are POSIX paths
+    keys = [stem for stem, _ in split]
     clash = _unique(keys)
-    for i, n in enumerate(names):
-        if clash[i] and Path(n).suffix:
-            keys[i] = str(Path(n).with_suffix("")) + "_" + Path(n).suffix[1:]
+    for i, (stem, ext) in enumerate(split):
+        if clash[i] and ext:
+            keys[i] = f"{stem}_{ext[1:]}"
 
     items = []
     for f, name, key in zip(found, names, keys, strict=True):
