@@ -247,6 +247,11 @@ def verify(path: str | Path, expected: str | None, on_bytes: Callable[[int], Non
 
 
 # ------------------------------------------------------------------------------------------------ download
+def part_path(dest: Path) -> Path:
+    """Where the bytes of an unfinished download of ``dest`` are kept."""
+    return dest.with_name(dest.name + ".part")
+
+
 def manual_hint(entry: OfficialWeights, dest: Path) -> str:
     return f"fetch {entry.url} by hand and save it as {dest}"
 
@@ -273,7 +278,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and entry.sha256 and verify(dest, entry.sha256).ok:
         return dest
-    part = dest.with_name(dest.name + ".part")
+    part = part_path(dest)
     errors: list[str] = []
     for url in entry.urls:
         try:

@@ -36,13 +36,14 @@ def list_(
     animeseg-trained weights and the model `predict` uses by default."""
     from animeseg import weights as W
     from animeseg.console import console, summary_table
+    from animeseg.errors import MissingWeightsError
 
     rows = []
     for w in W.OFFICIAL.values():
         path = W.official_path(w, directory)
         if path.is_file():
             state = "present" if w.size is None or path.stat().st_size == w.size else "present (size differs)"
-        elif path.with_name(path.name + ".part").is_file():
+        elif W.part_path(path).is_file():
             state = "partial download"
         else:
             state = "missing"
@@ -61,7 +62,7 @@ def list_(
         console.print(f"animeseg-trained: {p}", soft_wrap=True)
     try:
         console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
-    except Exception:
+    except MissingWeightsError:
         console.print(
             f"default model for predict: none yet (`animeseg weights download {W.DEFAULT_OFFICIAL}` or "
             "`animeseg train`)",
