@@ -33,8 +33,14 @@ def demo(tmp_path_factory) -> Path:
 
 def test_demo_builds_a_complete_dataset(demo, network_attempts):
     out = demo / "dataset"
-    for rel in ("data.yaml", "manifest.json", "provenance.jsonl", "preview.jpg", "annotations/train.json",
-                "annotations/val.json"):
+    for rel in (
+        "data.yaml",
+        "manifest.json",
+        "provenance.jsonl",
+        "preview.jpg",
+        "annotations/train.json",
+        "annotations/val.json",
+    ):
         assert (out / rel).is_file(), rel
     spec = yaml.safe_load((out / "data.yaml").read_text())
     assert spec["path"] == str(out) and Path(spec["path"]).is_absolute()
@@ -91,7 +97,10 @@ def test_existing_output_is_never_mixed(demo, tmp_path, capsys):
 def test_weight_and_max_images(demo, tmp_path):
     cfg = tmp_path / "w.yaml"
     pairs = demo / "anime-segmentation"
-    body = f"out: o\nval_fraction: 0.25\nimgsz: 160\nsources:\n  - {{name: r, type: mask_pairs, images: '{pairs / 'imgs'}', masks: '{pairs / 'masks'}'"
+    body = (
+        "out: o\nval_fraction: 0.25\nimgsz: 160\nsources:\n"
+        f"  - {{name: r, type: mask_pairs, images: '{pairs / 'imgs'}', masks: '{pairs / 'masks'}'"
+    )
     cfg.write_text(body + ", max_images: 6}\n")
     m = build_dataset(cfg)
     assert m["images"]["train"] + m["images"]["val"] == 6
@@ -149,7 +158,8 @@ def test_check_reports_broken_datasets(tmp_path):
     report = check_dataset(root)
     problems = {(Path(e["file"]).name, e["problem"].split(":")[0]) for e in report["error_list"]}
     assert ("coords.txt", "line 1") in problems and ("two_points.txt", "line 1") in problems
-    assert ("bad_class.txt", "line 1") in problems and ("orphan.txt", "label file without an image (orphan)") in problems
+    assert ("bad_class.txt", "line 1") in problems
+    assert ("orphan.txt", "label file without an image (orphan)") in problems
     assert any(f == "broken.jpg" and p == "unreadable image" for f, p in problems)
     assert any(f == "mixed.txt" and "mixes polygon and box lines" in p for f, p in problems)
     warned = " ".join(f"{Path(w['file']).name}: {w['problem']}" for w in report["warning_list"])
