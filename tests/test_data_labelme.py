@@ -54,8 +54,14 @@ def v3_old(label: str, points) -> dict:  # before shape_type (early 3.x)
 
 
 def v3(label: str, points, shape_type="polygon") -> dict:
-    return {"label": label, "line_color": None, "fill_color": None, "points": points, "shape_type": shape_type,
-            "flags": {"occluded": False}}
+    return {
+        "label": label,
+        "line_color": None,
+        "fill_color": None,
+        "points": points,
+        "shape_type": shape_type,
+        "flags": {"occluded": False},
+    }
 
 
 def v4(label: str, points, shape_type="polygon", group_id=None) -> dict:
@@ -63,8 +69,15 @@ def v4(label: str, points, shape_type="polygon", group_id=None) -> dict:
 
 
 def v5(label: str, points, shape_type="polygon", group_id=None, mask=None) -> dict:
-    return {"label": label, "points": points, "group_id": group_id, "description": "", "shape_type": shape_type,
-            "flags": {}, "mask": mask}
+    return {
+        "label": label,
+        "points": points,
+        "group_id": group_id,
+        "description": "",
+        "shape_type": shape_type,
+        "flags": {},
+        "mask": mask,
+    }
 
 
 def doc(version: str | None, shapes, image_path, image_data=None, size=True) -> dict:
