@@ -141,3 +141,26 @@ def test_cli_help_explains_every_option():
     res = runner.invoke(app, ["data", "build", "--help"], env={"COLUMNS": "200"})
     for opt in ("--out", "--only", "--workers", "--overwrite"):
         assert opt in res.output
+
+
+def test_repository_datasets_yaml_is_a_valid_config(tmp_path):
+    """The documented study mix validates once its data folders exist (a user edits only the paths)."""
+    text = (Path(__file__).resolve().parents[1] / "datasets.yaml").read_text()
+    (tmp_path / "datasets.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="foregrounds: folder does not exist"):
+        load_config(tmp_path / "datasets.yaml")
+    for d in (
+        "anime-segmentation/fg",
+        "anime-segmentation/bg",
+        "anime-segmentation/imgs",
+        "anime-segmentation/masks",
+        "coco/train2017",
+        "coco/annotations",
+        "labelme",
+    ):
+        (tmp_path / "data" / d).mkdir(parents=True)
+    (tmp_path / "data/coco/annotations/instances_train2017.json").write_text("{}")
+    cfg = load_config(tmp_path / "datasets.yaml")
+    assert [s.type for s in cfg.sources] == ["composite", "mask_pairs", "coco", "labelme"]
+    assert cfg.source("coco-person").classes == {"person": "character"}
+    assert cfg.out == (tmp_path / "data" / "dataset").resolve()
