@@ -4,10 +4,11 @@ on a generated annotation file with 250k person instances.
     python bench/data_build.py                       # everything (several minutes on 2 cores)
     python bench/data_build.py --composites 200 --coco-instances 20000   # quicker
 
-Every measurement runs in a fresh child process; peak memory is the largest sum of resident memory over that
-process and its worker processes (sampled every 50 ms), plus the main process' own ``ru_maxrss``. Memory staying flat is shown by building two sizes of the same source: the peak should not grow with
-the number of images. The COCO part also reports what ``json.load`` alone needs for the same file, which is what
-a converter that loads the file whole starts from.
+Every measurement runs in a fresh child process. Peak memory is the largest sum, sampled every 50 ms, of the
+memory of that process and its worker processes (PSS: pages workers share are counted once). Memory staying flat
+is shown by building two sizes of the same source: the peak should not grow with the number of images. The COCO
+part also reports what ``json.load`` alone needs for the same file, which is what a converter that loads the file
+whole starts from.
 
 Sources are generated in a temporary folder (synthetic characters drawn by ``animeseg.data.synth``, sized like
 anime-segmentation's foregrounds: 900-1400 px tall); nothing is downloaded.
@@ -16,10 +17,10 @@ anime-segmentation's foregrounds: 900-1400 px tall); nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,14 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _peak_mb() -> float:
-    """Peak resident memory of this process alone (``ru_maxrss``), in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
 class TreeMemory:
-    """Samples the resident memory of this process plus all its descendants (worker processes) every 50 ms and
-    keeps the peak of the sum: what the machine has to have free for the whole build."""
+    """Samples the memory of this process plus all its descendants (worker processes) every 50 ms and keeps the
+    peak of the sum: what the machine has to have free for the whole build. Proportional set size (PSS) is used
+    where the system reports it, so pages that forked workers share are counted once."""
 
     def __init__(self):
         import psutil
@@ -56,10 +53,9 @@ class TreeMemory:
         while not self._stop.is_set():
             total = 0
             for p in [self.me, *self.me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
+                with contextlib.suppress(psutil.Error):
+                    info = p.memory_full_info()
+                    total += getattr(info, "pss", info.rss)
             self.peak = max(self.peak, total)
             self._stop.wait(0.05)
 
@@ -145,7 +141,7 @@ def child_build(config: str, workers: int) -> dict:
         dt = time.perf_counter() - t0
     images = m["images"]["train"] + m["images"]["val"]
     instances = m["instances"]["train"] + m["instances"]["val"]
-    return {"seconds": dt, "images": images, "instances": instances, "peak_mb": mem.peak_mb, "main_mb": _peak_mb()}
+    return {"seconds": dt, "images": images, "instances": instances, "peak_mb": mem.peak_mb}
 
 
 def child_index(config: str) -> dict:
@@ -154,19 +150,25 @@ def child_index(config: str) -> dict:
     from animeseg.data.sources import BuildContext, make_source
 
     cfg = load_config(config)
-    t0 = time.perf_counter()
-    listing = make_source(cfg.sources[0], BuildContext.of(cfg)).tasks()
-    dt = time.perf_counter() - t0
-    return {"seconds": dt, "tasks": len(listing.tasks), "annotations": listing.stats["annotations"],
-            "peak_mb": _peak_mb()}
+    with TreeMemory() as mem:
+        t0 = time.perf_counter()
+        listing = make_source(cfg.sources[0], BuildContext.of(cfg)).tasks()
+        dt = time.perf_counter() - t0
+    return {
+        "seconds": dt,
+        "tasks": len(listing.tasks),
+        "annotations": listing.stats["annotations"],
+        "peak_mb": mem.peak_mb,
+    }
 
 
 def child_json_load(path: str) -> dict:
-    t0 = time.perf_counter()
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    dt = time.perf_counter() - t0
-    return {"seconds": dt, "annotations": len(doc["annotations"]), "peak_mb": _peak_mb()}
+    with TreeMemory() as mem:
+        t0 = time.perf_counter()
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        dt = time.perf_counter() - t0
+    return {"seconds": dt, "annotations": len(doc["annotations"]), "peak_mb": mem.peak_mb}
 
 
 def run_child(*args: str) -> dict:
@@ -208,7 +210,10 @@ def main() -> None:
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="animeseg-bench-"))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; tmp {tmp}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}; tmp {tmp}"
+    )
     results: dict = {}
     try:
         t0 = time.perf_counter()
@@ -219,14 +224,23 @@ def main() -> None:
             r = run_child("build", str(composite_config(tmp, count)), str(workers))
             r["per_second"] = r["images"] / r["seconds"]
             results[f"composites {count} workers {workers}"] = r
-            print(f"composites: {count:5d} at 640 px, workers {workers}: {r['seconds']:7.1f} s, "
-                  f"{r['per_second']:6.2f} composites/s, peak RSS {r['peak_mb']:7.0f} MiB")
+            print(
+                f"composites: {count:5d} at 640 px, workers {workers}: {r['seconds']:7.1f} s, "
+                f"{r['per_second']:6.2f} composites/s, peak memory {r['peak_mb']:7.0f} MiB"
+            )
+
+        a, b = results[f"composites {small} workers 1"], results[f"composites {large} workers 1"]
+        marginal = (b["images"] - a["images"]) / max(b["seconds"] - a["seconds"], 1e-9)
+        results["composites marginal per second"] = marginal
+        print(f"composites: {marginal:.2f} composites/s once started (difference of the two single-worker runs)")
 
         t0 = time.perf_counter()
         ann = make_coco(tmp / "coco", args.coco_instances)
         size_mb = ann.stat().st_size / 2**20
-        print(f"generated COCO file: {args.coco_instances:,} person instances, {size_mb:.0f} MiB, "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated COCO file: {args.coco_instances:,} person instances, {size_mb:.0f} MiB, "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         cfg = tmp / "coco.yaml"
         cfg.write_text(
             "out: out_coco\nseed: 0\nimgsz: 640\nval_fraction: 0.1\nsources:\n"
@@ -235,16 +249,22 @@ def main() -> None:
         )
         r = run_child("json", str(ann))
         results["json.load"] = r
-        print(f"json.load alone:    {r['seconds']:7.1f} s, peak RSS {r['peak_mb']:7.0f} MiB")
+        print(f"json.load alone:    {r['seconds']:7.1f} s, peak memory {r['peak_mb']:7.0f} MiB")
         r = run_child("index", str(cfg))
         results["coco index"] = r
-        print(f"streamed index:     {r['seconds']:7.1f} s, {r['annotations'] / r['seconds']:9,.0f} annotations/s, "
-              f"peak RSS {r['peak_mb']:7.0f} MiB")
+        print(
+            f"streamed index:     {r['seconds']:7.1f} s, {r['annotations'] / r['seconds']:9,.0f} annotations/s, "
+            f"peak memory {r['peak_mb']:7.0f} MiB"
+        )
         r = run_child("build", str(cfg), str(args.workers))
         r["instances_per_second"] = r["instances"] / r["seconds"]
         results["coco build"] = r
-        print(f"full conversion:    {r['seconds']:7.1f} s, {r['images']:,} images, {r['instances']:,} instances, "
-              f"{r['instances_per_second']:,.0f} instances/s (workers {args.workers}), peak RSS {r['peak_mb']:7.0f} MiB")
+        print(
+            f"full conversion:    {r['seconds']:7.1f} s, {r['images']:,} images, {r['instances']:,} instances, "
+            f"{r['instances_per_second']:,.0f} instances/s (workers {args.workers}), "
+            f"peak memory {r['peak_mb']:7.0f} MiB"
+        )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print(json.dumps(results))
     finally:
         if args.keep:
