@@ -215,16 +215,9 @@ def build_dataset(
         with progress() as bar:
             for source, listing in listings:
                 tally = SourceTally(source.name, source.type, source.options)
-                tally.stats.update(listing.stats)
-                tally.dropped.update(listing.dropped)
-                tally.crowd_images += listing.crowd_images
-                tally.crowd_regions += listing.crowd_regions
-                tally.empty += listing.empty
-                tally.files_read += listing.files_read
                 writer.start_source(tally, len(listings))
-                for f, r in listing.skipped:
-                    if tally.skip(f, r):
-                        warn(f"{f}: {r}")
+                for f, r in tally.add_listing(listing):
+                    warn(f"{f}: {r}")
                 tasks = listing.tasks
                 width = max(6, len(str(len(tasks))))
                 jobs = ((source.config, ctx, tmp, i, f"{source.name}_{i:0{width}d}", t) for i, t in enumerate(tasks))

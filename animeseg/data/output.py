@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from animeseg.cocojson import categories, category_id, image_record
+from animeseg.data.sources import Listing
 from animeseg.data.write import Written
 from animeseg.io import atomic_path, write_text
 
@@ -86,6 +87,16 @@ class SourceTally:
         self.crowd_images = 0
         self.crowd_regions = 0
         self.seen_bad: set[tuple[str, str]] = set()
+
+    def add_listing(self, listing: Listing) -> list[tuple[str, str]]:
+        """Take the counts of a source's listing; returns its bad files (to warn about)."""
+        self.stats.update(listing.stats)
+        self.dropped.update(listing.dropped)
+        self.crowd_images += listing.crowd_images
+        self.crowd_regions += listing.crowd_regions
+        self.empty += listing.empty
+        self.files_read += listing.files_read
+        return [(f, r) for f, r in listing.skipped if self.skip(f, r)]
 
     def skip(self, file: str, reason: str) -> bool:
         """Record a bad file once; True when it is new (so it gets its warning line)."""

@@ -135,6 +135,31 @@ def occlude(masks: list[np.ndarray]) -> list[np.ndarray]:
     return out[::-1]
 
 
+def drop_hidden(
+    warped: list[np.ndarray], full: list[float], min_visible: float, min_area: int
+) -> tuple[list[int], list[np.ndarray], list[float], list[tuple[int, float, str]]]:
+    """Which pasted characters to keep: none may end up (after occlusion) with less than ``min_visible`` of its
+    ``full`` area visible or fewer than ``min_area`` pixels.
+
+    Removes one at a time, the smallest-in-pixels or else the least visible first, because removing one uncovers
+    the ones below it. Returns (kept indices, their occluded masks, their visible shares, [(index, share,
+    reason)] of the removed ones).
+    """
+    keep = list(range(len(warped)))
+    gone: list[tuple[int, float, str]] = []
+    while keep:
+        visible = occlude([warped[i] for i in keep])
+        areas = [int(np.count_nonzero(v)) for v in visible]
+        shares = [a / max(full[i], 1e-9) for a, i in zip(areas, keep, strict=True)]
+        small = [j for j, a in enumerate(areas) if a < min_area]
+        worst = int(np.argmin(shares))
+        if not small and shares[worst] >= min_visible:
+            return keep, visible, shares, gone
+        j = small[0] if small else worst
+        gone.append((keep.pop(j), shares[j], "too small" if small else "mostly hidden or out of frame"))
+    return [], [], [], gone
+
+
 def cover_crop(bg_w: int, bg_h: int, width: int, height: int, zoom: float, fx: float, fy: float) -> list[int]:
     """An integer crop box ``[x0, y0, x1, y1]`` of a background with the canvas' aspect ratio, ``1 / zoom`` of the
     largest such box, at relative position (``fx``, ``fy``)."""
@@ -372,34 +397,20 @@ class CompositeSource(Source):
         noise_seed = int(rng.integers(2**31))
         blur = float(rng.uniform(0, aug["blur"]))
 
-        # Drop, before drawing, characters that would be mostly hidden or cut off: the least visible first, since
-        # removing one can uncover the others.
+        # Drop, before drawing, characters that would be mostly hidden or cut off.
         full = [
             fg.area * abs(np.linalg.det(np.asarray(c["matrix"])[:, :2])) for fg, c in zip(decoded, cands, strict=True)
         ]
         warped = warp_masks([fg.rgba[..., 3] for fg in decoded], [c["matrix"] for c in cands], w, h)
-        keep = list(range(len(cands)))
-        gone: list[dict[str, Any]] = []
-        while keep:
-            visible = occlude([warped[i] for i in keep])
-            areas = [int(np.count_nonzero(v)) for v in visible]
-            shares = [a / max(full[i], 1e-9) for a, i in zip(areas, keep, strict=True)]
-            worst = int(np.argmin(shares))
-            small = [j for j, a in enumerate(areas) if a < opts["min_area"]]
-            j = small[0] if small else worst
-            if not small and shares[worst] >= opts["min_visible"]:
-                break
-            i = keep.pop(j)
-            reason = "too small" if small else "mostly hidden or out of frame"
-            dropped[f"character {reason}"] += 1
-            gone.append({"file": cands[i]["file"], "visible": round(min(shares[j], 1.0), 4), "reason": reason})
-        masks = occlude([warped[i] for i in keep]) if keep else []
-        shares = [np.count_nonzero(m) / max(full[i], 1e-9) for m, i in zip(masks, keep, strict=True)]
+        keep, masks, shares, gone = drop_hidden(warped, full, opts["min_visible"], opts["min_area"])
+        dropped.update(f"character {reason}" for _, _, reason in gone)
         record["foregrounds"] = [
             {**cands[i], "z": z, "visible": round(min(s, 1.0), 4)}
             for z, (i, s) in enumerate(zip(keep, shares, strict=True))
         ]
-        record["dropped"] = gone
+        record["dropped"] = [
+            {"file": cands[i]["file"], "visible": round(min(s, 1.0), 4), "reason": r} for i, s, r in gone
+        ]
         record["noise"] = {"sigma": noise_sigma, "seed": noise_seed}
         record["blur"] = blur
         image = paint(background, record, [decoded[i].premul for i in keep])
