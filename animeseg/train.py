@@ -469,6 +469,16 @@ def _final_metrics(trainer: Any, best: Path) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in metrics.items() if k.startswith("metrics/") or k == "fitness"}
 
 
+def default_weights_dir() -> Path:
+    """The folder ``predict`` looks in first (``animeseg.weights``: ``$ANIMESEG_WEIGHTS``, the checkout's
+    ``weights/``, else ``./weights``); ``./weights`` where that module is not installed."""
+    try:
+        from animeseg.weights import weights_dir
+    except ImportError:
+        return (Path.cwd() / "weights").resolve()
+    return Path(weights_dir()).expanduser().resolve()
+
+
 def _copy_weights(best: Path, weights_dir: Path, run_name: str) -> Path:
     dst = weights_dir / f"animeseg-{run_name}.pt"
     with atomic_path(dst) as tmp:
@@ -495,7 +505,7 @@ def train(
     weight_decay: float | None = None,
     dropout: float | None = None,
     extra: dict[str, Any] | None = None,
-    weights_dir: str | Path | None = "weights",
+    weights_dir: str | Path | None = None,
     callbacks: dict[str, Callable[[Any], None] | list[Callable[[Any], None]]] | None = None,
     verbose: bool = False,
     workers: int = 1,
@@ -514,8 +524,8 @@ def train(
         resume: continue the interrupted run ``project/name`` (the latest run under ``project`` without a name).
         from_scratch: same architecture as ``model``, no pretrained weights.
         extra: any further Ultralytics train arguments (``{"mosaic": 0.5, "plots": False}``).
-        weights_dir: where the best weights and their ``.json`` sidecar are copied; None skips the copy and
-            returns the run's ``best.pt``.
+        weights_dir: where the best weights and their ``.json`` sidecar are copied (default: see
+            :func:`default_weights_dir`).
         callbacks: Ultralytics callbacks to add, ``{event: fn or [fn, ...]}``.
         verbose: show Ultralytics' own log and per-batch progress.
         workers: worker processes when a ``datasets.yaml`` has to be built.
@@ -640,7 +650,8 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     if not best.is_file():
         raise AnimesegError(f"{save_dir}: training ended without writing weights")
-    out = best if weights_dir is None else _copy_weights(best, Path(weights_dir).expanduser().resolve(), save_dir.name)
+    folder = Path(weights_dir).expanduser().resolve() if weights_dir is not None else default_weights_dir()
+    out = _copy_weights(best, folder, save_dir.name)
     sidecar = {
         "weights": out.name,
         "weights_sha256": _sha256(out),

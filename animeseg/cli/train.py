@@ -65,7 +65,10 @@ def train(
         help="Any further Ultralytics train argument as key=value; repeat it (e.g. -a mosaic=0.5 -a patience=20).",
     ),
     weights_dir: Path = typer.Option(
-        Path("weights"), "--weights-dir", help="Where the best weights and their .json sidecar are copied."
+        None,
+        "--weights-dir",
+        help="Where the best weights and their .json sidecar are copied [default: $ANIMESEG_WEIGHTS, else the "
+        "checkout's weights/, else ./weights: where `animeseg predict` looks first].",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ultralytics' own log and per-batch progress."),
     build_workers: int = typer.Option(
