@@ -300,7 +300,7 @@ def train_arguments(
     """The Ultralytics train arguments: study defaults, then named options, then pass-through ``extra``.
 
     A named option and an ``extra`` key for the same argument is an error (which one was meant?). Warns once when
-    ``lr0`` is set while the optimizer stays ``auto``, because Ultralytics then ignores it.
+    ``lr0`` (or ``momentum``) is set while the optimizer stays ``auto``, because Ultralytics then ignores it.
     """
     extra = dict(extra or {})
     check_extra(extra)
@@ -321,11 +321,13 @@ def train_arguments(
     args = {**STUDY_DEFAULTS, **{k: v for k, v in named.items() if v is not None}, **extra}
     if isinstance(args.get("batch"), float) and args["batch"].is_integer():
         args["batch"] = int(args["batch"])
-    lr_set = lr0 is not None or "lr0" in extra
-    if lr_set and str(args.get("optimizer", "auto")).lower() == "auto":
+    # optimizer=auto picks the optimizer, lr0 and momentum itself: a value the user set would silently vanish
+    ignored = [k for k in ("lr0", "momentum") if named[k] is not None or k in extra]
+    if ignored and str(args.get("optimizer", "auto")).lower() == "auto":
+        values = ", ".join(f"{k}={args[k]}" for k in ignored)
         warn(
-            f"lr0={args['lr0']} has no effect with optimizer=auto (Ultralytics then picks the optimizer and its "
-            "learning rate itself); pass --optimizer SGD or AdamW to use it"
+            f"{values}: no effect with optimizer=auto (Ultralytics then chooses the optimizer, its learning rate "
+            "and momentum itself); pass --optimizer SGD or AdamW to use them"
         )
     dev = args.get("device")
     if _is_cpu(None if dev is None else str(dev)):
