@@ -167,6 +167,8 @@ def class_map(
         raise AnimesegError(f"--classes {text!r}: no {what} of that name or id (have: {', '.join(names)})")
 
     if pairs:
+        if not isinstance(pairs, dict):
+            pairs = [p.strip() for item in pairs for p in str(item).split(",") if p.strip()]  # a=b,c=d works too
         items = pairs.items() if isinstance(pairs, dict) else (p.split("=", 1) if "=" in p else (p, p) for p in pairs)
         out: dict[int, int] = {}
         for model_side, gt_side in items:

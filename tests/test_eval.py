@@ -154,6 +154,7 @@ def test_class_map():
     assert class_map(model, gt) == {1: 2}  # equal names, case-insensitive
     assert class_map(model, gt, ["person=character"]) == {0: 1}
     assert class_map(model, gt, ["0=1", "dog=dog"]) == {0: 1, 1: 2}
+    assert class_map(model, gt, ["person=character,dog=2"]) == {0: 1, 1: 2}
     with pytest.raises(AnimesegError, match="share no name"):
         class_map({0: "person"}, {1: "character"})
     with pytest.raises(AnimesegError, match="cat"):
