@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--test-images", type=Path)
     ap.add_argument("--test-count", type=int, default=40)
     ap.add_argument("--mixes", nargs="+", default=list(MIXES))
+    ap.add_argument("--table-only", action="store_true", help="only print the table of mixes already run")
     ap.add_argument(
         "--renpy-split",
         action="store_true",
@@ -147,7 +148,7 @@ def main() -> None:
         fg, bg = str(sprites / "fg"), str(sprites / "bg")
 
     started = time.time()
-    for mix in args.mixes:
+    for mix in [] if args.table_only else args.mixes:
         cfg = src / f"{mix}.yaml"
         cfg.write_text(
             mix_config(mix, MIXES[mix], args.imgsz, count=args.composites, coco_json=coco_json, fg=fg, bg=bg)
