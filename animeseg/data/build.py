@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 
 from animeseg import __version__
-from animeseg._offline import import_ultralytics
 from animeseg.console import console, progress, summary_table, warn
 from animeseg.data.config import DatasetConfig, config_hash, load_config
 from animeseg.data.example import SkipItem
@@ -76,6 +75,20 @@ def _run(job: tuple[Any, BuildContext, Path, int, str, Task]) -> Written:
     written = write_example(example, root, seq, config.name, name, task.split)
     written.copies = task.copies
     return written
+
+
+def _pool(workers: int):
+    """Worker processes started from a clean server process (``forkserver``): forking this process itself, with
+    its threads (progress bar, OpenCV, torch), can deadlock a child. The server imports the heavy modules once
+    (masks.mask_to_polygon joins multi-part masks with Ultralytics' ``merge_multi_segment``, which imports
+    torch), so workers start in milliseconds. Windows has no fork: ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        mp = multiprocessing.get_context("forkserver")
+        mp.set_forkserver_preload(["animeseg.data.build", "animeseg.data.workers_preload"])
+    else:
+        mp = multiprocessing.get_context("spawn")
+    return mp.Pool(workers, initializer=_worker_init)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -184,7 +197,11 @@ def build_dataset(
     with console.status("listing sources"):
         for s in chosen:
             source = make_source(s, ctx)
-            listings.append((source, source.tasks()))
+            try:
+                listing = source.tasks()
+            except InputError as e:  # an annotation file that does not parse: the source is skipped, listed
+                listing = Listing([], skipped=[(e.path, e.problem)])
+            listings.append((source, listing))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
@@ -194,14 +211,7 @@ def build_dataset(
     pool = None
     try:
         if workers > 1:
-            # masks.mask_to_polygon joins multi-part masks with Ultralytics' merge_multi_segment; importing it
-            # once here lets forked workers share it instead of each paying the import (torch) again.
-            import_ultralytics()
-            from ultralytics.data import converter  # noqa: F401
-
-            methods = multiprocessing.get_all_start_methods()
-            mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            pool = mp.Pool(workers, initializer=_worker_init)  # before the progress thread starts
+            pool = _pool(workers)
         with progress() as bar:
             for source, listing in listings:
                 tally = SourceTally(source.name, source.type, source.options)

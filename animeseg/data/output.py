@@ -165,7 +165,9 @@ class DatasetWriter:
                 _link(self.root / w.file, self.root / rel)
             write_text(self.root / "labels" / w.split / f"{name}.txt", w.label_text)
             self._coco(w, f"{name}{ext}")
-            record = {"image": rel, "split": w.split, "source": w.source, **w.provenance}
+            # a source's provenance cannot shadow the written image's own keys
+            record = {"image": rel, "split": w.split, "source": w.source}
+            record |= {k: v for k, v in w.provenance.items() if k not in record}
             if copy:
                 record["repeat_of"] = w.file
             self.provenance.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")

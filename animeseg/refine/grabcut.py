@@ -130,7 +130,6 @@ class GrabCutRefiner:
             return full, scores
         crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
         seed_full = mask[cy1:cy2, cx1:cx2]
-        # sure background outside the padded box: the crop is exactly that box, so nothing to mark there
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
         if scale < 1.0:
             size = (max(4, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
@@ -140,10 +139,12 @@ class GrabCutRefiner:
             small, seed = crop, seed_full
         bgr = np.ascontiguousarray(small[..., ::-1])
         side = np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1.0)) * scale
+        inner_box = (box - np.array([cx1, cy1, cx1, cy1])) * scale
+        barrier = _outside_box(seed, inner_box, margin=max(2, round(0.02 * side)))
         guide = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 if scale < 1.0 else None
         grad = _gradient(crop)
         for j, (inner, outer) in enumerate(self.bands):
-            cut = self._grabcut(bgr, seed, max(1, round(inner * side)), max(2, round(outer * side)))
+            cut = self._grabcut(bgr, seed, barrier, max(1, round(inner * side)), max(2, round(outer * side)))
             if cut is None:
                 cut_full = seed_full
             elif scale < 1.0:
@@ -158,8 +159,13 @@ class GrabCutRefiner:
             scores[j] = _edge_score(cut_full, grad)
         return full, scores
 
-    def _grabcut(self, bgr: np.ndarray, seed: np.ndarray, inner: int, outer: int) -> np.ndarray | None:
-        """One GrabCut run on a crop; (h, w) bool, or None when the trimap leaves nothing to learn from."""
+    def _grabcut(
+        self, bgr: np.ndarray, seed: np.ndarray, barrier: np.ndarray, inner: int, outer: int
+    ) -> np.ndarray | None:
+        """One GrabCut run on a crop; (h, w) bool, or None when the trimap leaves nothing to learn from.
+
+        ``seed`` is YOLO's mask and ``barrier`` the pixels that are background whatever their colour.
+        """
         m = seed.astype(np.uint8)
         if not m.any():
             return None
@@ -168,7 +174,7 @@ class GrabCutRefiner:
             sure_fg = seed
         near = cv2.dilate(m, _disk(outer)) > 0
         trimap = np.full(m.shape, cv2.GC_BGD, np.uint8)
-        trimap[near] = cv2.GC_PR_BGD
+        trimap[near & ~barrier] = cv2.GC_PR_BGD
         trimap[seed] = cv2.GC_PR_FGD
         trimap[sure_fg] = cv2.GC_FGD
         if not (trimap == cv2.GC_BGD).any() and not (trimap == cv2.GC_PR_BGD).any():
@@ -181,6 +187,39 @@ class GrabCutRefiner:
         cut = ((trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)).astype(np.uint8)
         cut = _keep_seeded(cut, sure_fg)
         return _fill_small_holes(cut, 0.002)
+
+
+def _outside_box(seed: np.ndarray, box: np.ndarray, margin: int) -> np.ndarray:
+    """(h, w) bool: pixels beyond ``box`` (+ ``margin``) where the character cannot be.
+
+    A detector's box is tight on what it saw, so beyond it is background, except where YOLO's mask reaches the
+    box's edge: the box may have cut the character there (a skirt, a raised hand), and growth straight out of
+    that side, level with where the mask touches it, stays possible.
+    """
+    h, w = seed.shape
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    barrier = np.ones((h, w), bool)
+    barrier[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin] = False
+    if x2 <= x1 or y2 <= y1:
+        return barrier
+
+    def spread(touch: np.ndarray) -> np.ndarray:  # widen the touching stretch by the margin
+        return cv2.dilate(touch.astype(np.uint8).reshape(-1, 1), np.ones((2 * margin + 1, 1), np.uint8)).ravel() > 0
+
+    rows = np.zeros(h, bool)
+    cols = np.zeros(w, bool)
+    rows[y1:y2] = seed[y1:y2, x1 : x1 + margin].any(1)
+    barrier[spread(rows), :x1] = False
+    rows[:] = False
+    rows[y1:y2] = seed[y1:y2, max(x1, x2 - margin) : x2].any(1)
+    barrier[spread(rows), x2:] = False
+    cols[x1:x2] = seed[y1 : y1 + margin, x1:x2].any(0)
+    barrier[:y1, spread(cols)] = False
+    cols[:] = False
+    cols[x1:x2] = seed[max(y1, y2 - margin) : y2, x1:x2].any(0)
+    barrier[y2:, spread(cols)] = False
+    return barrier
 
 
 def _gradient(rgb: np.ndarray) -> np.ndarray:

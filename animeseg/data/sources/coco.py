@@ -122,10 +122,10 @@ class CocoSource(Source):
             wanted = set(per_image) - crowd_images
             empty = len(set(images) - set(per_image) - crowd_images)
         keys, payloads = [], []
-        empty = np.zeros(0, np.int64)
+        no_anns = np.zeros(0, np.int64)
         for iid in sorted(wanted):
             name, h, w = images[iid]
-            group = per_image.get(iid, empty)
+            group = per_image.get(iid, no_anns)
             keys.append(f"{name}#{iid}")
             payloads.append((name, h, w, iid, offs[group].copy(), lens[group].copy(), cls[group].copy()))
         return Listing(
@@ -170,7 +170,7 @@ class CocoSource(Source):
             image=resize_image(image, size),
             masks=np.array(masks, bool).reshape(-1, size[1], size[0]),
             classes=np.array(kept_classes, np.int64),
-            provenance={"type": "coco", "image": name, "image_id": iid, "annotation_ids": ann_ids},
+            provenance={"type": "coco", "original": name, "image_id": iid, "annotation_ids": ann_ids},
             copy_from=path if not resized and copyable(path) else None,
             dropped=dropped,
         )

@@ -219,7 +219,7 @@ class LabelmeSource(Source):
             provenance={
                 "type": "labelme",
                 "json": relative(path, self.options["folder"]),
-                "image": image_name,
+                "original": image_name,
                 "labelme_version": data.get("version"),
             },
             copy_from=image_file if image_file is not None and not resized and copyable(image_file) else None,

@@ -131,7 +131,7 @@ class MaskPairsSource(Source):
             classes=np.full(len(parts), self.ctx.class_id(self.options["class"])),
             provenance={
                 "type": "mask_pairs",
-                "image": relative(img_path, self.options["images"]),
+                "original": relative(img_path, self.options["images"]),
                 "mask": relative(mask_path, self.options["masks"]),
                 "original_size": [w, h],
             },

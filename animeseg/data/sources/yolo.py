@@ -177,7 +177,7 @@ class YoloSource(Source):
             raise EmptyItem(img_path, "no instance left")
         size = fit_size(w, h, self.ctx.imgsz)
         masks = [polygon_to_mask(p * [size[0], size[1]], size[1], size[0]) for p in polygons]
-        provenance: dict[str, Any] = {"type": "yolo", "image": relative(img_path, self.options["folder"])}
+        provenance: dict[str, Any] = {"type": "yolo", "original": relative(img_path, self.options["folder"])}
         if lbl.is_file():
             provenance["label"] = relative(lbl, self.options["folder"])
         return Example(
