@@ -286,3 +286,26 @@ def test_grabcut_raises_mask_ap_on_anime_composites(shared_onnx, composites):
     ap_plain, ap_refined = coco_mask_ap(composites, plain), coco_mask_ap(composites, refined)
     assert ap_refined >= ap_plain + 0.06, (ap_plain, ap_refined)
     assert sum(r["refined"] for p in refined for r in p.refine) >= 0.8 * sum(len(p) for p in refined)
+
+
+def test_a_new_refiner_is_one_class(tiny_pt):
+    """The documented extension point: any object with ``name`` and ``candidates`` plugs into the Segmenter."""
+    import cv2
+
+    from animeseg.refine.base import Candidates, Refiner
+
+    class DilateRefiner:
+        name = "dilate"
+
+        def candidates(self, image, boxes, masks):
+            grown = [
+                [cv2.dilate(m.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0 for r in (1, 2)] for m in masks
+            ]
+            return Candidates(np.array(grown, bool).reshape(len(masks), 2, *masks.shape[1:]), np.ones((len(masks), 2)))
+
+    assert isinstance(DilateRefiner(), Refiner)
+    seg = Segmenter(tiny_pt, refiner=DilateRefiner(), imgsz=64, conf=0.0, max_det=3)
+    img = _image(seed=5)
+    out = seg(img)
+    assert len(out) == len(seg.detect(img)) > 0
+    assert all(r["method"] == "dilate" and r["candidate"] in (0, 1) for r in out.refine)
