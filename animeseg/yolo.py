@@ -31,12 +31,15 @@ def resolve_model(model: str | Path) -> str:
         if path.is_file():
             return str(path.resolve())
         import_ultralytics()
-        from ultralytics.utils.checks import check_yaml
+        from ultralytics.nn.tasks import yaml_model_load
 
+        # Bundled configs are stored without their scale letter (yolov8-seg.yaml serves yolov8n/s/m/l/x-seg.yaml);
+        # Ultralytics' own loader maps the name and reads the scale from it, so the name itself is what we return.
         try:
-            return str(check_yaml(str(model), hard=True))
+            yaml_model_load(str(model))
         except Exception:
             raise AnimesegError(f"{model}: no such model config file, nor one bundled with Ultralytics") from None
+        return str(model)
     if path.is_dir() and (path / "model.onnx").is_file():
         path = path / "model.onnx"
     if not path.is_file():

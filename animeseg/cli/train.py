@@ -2,9 +2,98 @@
 
 from __future__ import annotations
 
-from animeseg.errors import AnimesegError
+from pathlib import Path
+
+import typer
 
 
-def train() -> None:
-    """(being written)"""
-    raise AnimesegError("not available yet")
+def train(
+    data: Path = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Built dataset (data.yaml or its folder), any Ultralytics segmentation data.yaml, or a datasets.yaml "
+        "build config (built first; reused when already built from the same config). Optional with --resume.",
+    ),
+    model: str = typer.Option(
+        "yolov8m-seg.pt",
+        "--model",
+        "-m",
+        help="Weights to fine-tune (.pt), or an architecture such as yolov8n-seg.yaml for random weights. "
+        "Never downloaded: get official weights with `animeseg weights download`.",
+    ),
+    epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs to train [default: 100]."),
+    imgsz: int = typer.Option(None, "--imgsz", min=32, help="Training image size in pixels [default: 640]."),
+    batch: float = typer.Option(
+        None,
+        "--batch",
+        "-b",
+        help="Images per batch; -1 = AutoBatch (the study's choice, single GPU; 16 on CPU); 0-1 = fraction of GPU "
+        "memory [default: -1].",
+    ),
+    device: str = typer.Option(
+        None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) [default: GPU 0 if any, else cpu]."
+    ),
+    project: Path = typer.Option(Path("runs/train"), "--project", help="Folder that holds the run folders."),
+    name: str = typer.Option(
+        None,
+        "--name",
+        "-n",
+        help="Run folder name [default: <model>-<dataset folder>]; also selects the run to resume.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run: --project/--name, or --model path/to/last.pt, or the latest run.",
+    ),
+    from_scratch: bool = typer.Option(
+        False, "--from-scratch", help="Same architecture as --model, random initial weights (no weights file needed)."
+    ),
+    optimizer: str = typer.Option(
+        None, "--optimizer", help="SGD, AdamW, Adam, ... or auto (the study's choice) [default: auto]."
+    ),
+    lr0: float = typer.Option(
+        None, "--lr0", help="Initial learning rate [default: 0.01]; ignored by Ultralytics with --optimizer auto."
+    ),
+    momentum: float = typer.Option(None, "--momentum", help="SGD momentum / Adam beta1 [default: 0.937]."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay [default: 0.0005]."),
+    dropout: float = typer.Option(None, "--dropout", help="Classification-head dropout [default: 0]."),
+    arg: list[str] = typer.Option(
+        None,
+        "--arg",
+        "-a",
+        help="Any further Ultralytics train argument as key=value; repeat it (e.g. -a mosaic=0.5 -a patience=20).",
+    ),
+    weights_dir: Path = typer.Option(
+        Path("weights"), "--weights-dir", help="Where the best weights and their .json sidecar are copied."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ultralytics' own log and per-batch progress."),
+    build_workers: int = typer.Option(
+        1, "--build-workers", min=1, help="Worker processes when a datasets.yaml has to be built first."
+    ),
+) -> None:
+    """Train a YOLOv8-seg model on an animeseg dataset (offline; the study's defaults; resumable)."""
+    from animeseg.train import parse_extra
+    from animeseg.train import train as run_train
+
+    run_train(
+        data,
+        model,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        project=project,
+        name=name,
+        resume=resume,
+        from_scratch=from_scratch,
+        optimizer=optimizer,
+        lr0=lr0,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        dropout=dropout,
+        extra=parse_extra(arg),
+        weights_dir=weights_dir,
+        verbose=verbose,
+        workers=build_workers,
+    )

@@ -1,7 +1,167 @@
-"""`animeseg weights` commands."""
+"""`animeseg weights` commands: list, download and verify the official checkpoints.
+
+`download` is the only command in animeseg that uses the network.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="(being written)", no_args_is_help=True)
+app = typer.Typer(
+    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h): list them, download them into weights/ "
+    "(the only command that uses the network) and verify their SHA-256.",
+    no_args_is_help=True,
+)
+
+_DIR_HELP = "Weights folder (default: $ANIMESEG_WEIGHTS, else weights/ of the project)."
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@app.command("list")
+def list_(
+    directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
+) -> None:
+    """Show the official checkpoints, their SHA-256 and whether they are in the weights folder, plus any
+    animeseg-trained weights and the model `predict` uses by default."""
+    from animeseg import weights as W
+    from animeseg.console import console, summary_table
+
+    rows = []
+    for w in W.OFFICIAL.values():
+        path = W.official_path(w, directory)
+        if path.is_file():
+            state = "present" if w.size is None or path.stat().st_size == w.size else "present (size differs)"
+        elif path.with_name(path.name + ".part").is_file():
+            state = "partial download"
+        else:
+            state = "missing"
+        rows.append((w.name, w.filename, _size(w.size), state))
+    title = f"Official weights in {W.weights_dir(directory)}"
+    console.print(summary_table(title, ["name", "file", "size", "status"], rows))
+    # sha256sum's own format, so `sha256sum -c` can check a folder fetched by hand
+    console.print("SHA-256 (where each digest comes from below):")
+    for w in W.OFFICIAL.values():
+        console.print(f"{w.sha256 or 'not published':64}  {w.filename}", soft_wrap=True, highlight=False)
+    for src in sorted({w.digest_source for w in W.OFFICIAL.values()}):
+        names = ", ".join(w.name for w in W.OFFICIAL.values() if w.digest_source == src)
+        console.print(f"{names}: {src}", soft_wrap=True)
+    trained = W.trained_weights(directory)
+    for p in trained:
+        console.print(f"animeseg-trained: {p}", soft_wrap=True)
+    try:
+        console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
+    except Exception:
+        console.print(
+            f"default model for predict: none yet (`animeseg weights download {W.DEFAULT_OFFICIAL}` or "
+            "`animeseg train`)",
+            soft_wrap=True,
+        )
+
+
+@app.command("download")
+def download(
+    names: list[str] = typer.Argument(
+        None, help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Fetch every official file."),
+    directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the server before giving up."),
+) -> None:
+    """Download official checkpoints into the weights folder, resuming partial downloads, and check their
+    SHA-256. Without network it says which address to fetch by hand and where to put the file."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    from animeseg import weights as W
+    from animeseg.console import console, progress
+
+    if all_:
+        names = list(W.OFFICIAL)
+    if not names:
+        raise typer.BadParameter("name at least one checkpoint (see `animeseg weights list`) or pass --all")
+    entries = [W.find(n) for n in names]
+    for entry in entries:
+        with progress(DownloadColumn(), TransferSpeedColumn()) as bar:
+            task = bar.add_task(entry.name, total=entry.size)
+
+            def start(total: int | None, have: int, task=task, bar=bar) -> None:
+                bar.update(task, total=total, completed=have)
+
+            path = W.download(
+                entry,
+                directory,
+                on_start=start,
+                on_bytes=lambda n, task=task, bar=bar: bar.advance(task, n),
+                timeout=timeout,
+            )
+        console.print(f"{entry.name}: {path} (sha256 verified)", soft_wrap=True)
+
+
+@app.command("verify")
+def verify(
+    targets: list[str] = typer.Argument(
+        None,
+        help="Official names or file paths to check (default: every official file present in the weights folder).",
+    ),
+    sha256: str | None = typer.Option(
+        None, "--sha256", help="Expected digest, for a file that is not one of the official ones."
+    ),
+    directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
+) -> None:
+    """Check files against their published SHA-256. Exit code 1 if any differs."""
+    from animeseg import weights as W
+    from animeseg.console import console, error
+    from animeseg.errors import AnimesegError, MissingWeightsError
+
+    if sha256 is not None and not W.is_sha256(sha256):
+        raise typer.BadParameter("--sha256 must be 64 hexadecimal digits")
+    jobs: list[tuple[Path, str | None, str]] = []
+    if not targets:
+        for w in W.OFFICIAL.values():
+            path = W.official_path(w, directory)
+            if path.is_file():
+                jobs.append((path, w.sha256, w.name))
+        if not jobs:
+            console.print(f"no official weights in {W.weights_dir(directory)}; nothing to verify")
+            return
+    for target in targets or []:
+        path = Path(target).expanduser()
+        if sha256 is not None:
+            jobs.append((path, sha256, str(path)))
+            continue
+        try:
+            entry = W.find(path.name)
+        except AnimesegError:
+            raise AnimesegError(
+                f"{target}: not an official file name; pass --sha256 HEX to check it against a digest"
+            ) from None
+        if not path.is_file() and path.parent == Path("."):
+            path = W.official_path(entry, directory)
+        jobs.append((path, entry.sha256, entry.name))
+    bad = 0
+    for path, expected, label in jobs:
+        try:
+            result = W.verify(path, expected)
+        except MissingWeightsError as e:
+            error(str(e))
+            bad += 1
+            continue
+        if result.ok:
+            console.print(f"[green]ok[/] {label}: {path} sha256 {result.actual}", soft_wrap=True)
+        elif result.ok is None:
+            console.print(f"{label}: {path} sha256 {result.actual} (no published digest)", soft_wrap=True)
+        else:
+            error(f"{path}: SHA-256 {result.actual} does not match the expected {result.expected}")
+            bad += 1
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,378 @@
+"""``composite`` source: transparent characters pasted onto backgrounds, with exact instance masks.
+
+Each composite is a pure function of (seed, source name, composite number): its random generator is seeded with
+exactly those, so worker processes can make composites in any order and the result is the same.
+
+Provenance (one record per image) is enough to re-make it; :func:`remake` does that. The mask recipe is short on
+purpose, so anyone can re-make masks with OpenCV alone:
+
+1. ``warped = cv2.warpAffine(alpha, matrix, (W, H), flags=cv2.INTER_LINEAR, borderValue=0)`` for each pasted
+   foreground, with ``alpha`` the foreground file's alpha channel (the flip is part of ``matrix``);
+2. ``mask = warped >= 128``;
+3. later foregrounds (higher ``z``) occlude earlier ones: ``mask_k &= ~mask_j`` for every ``j > k``.
+
+Characters are dropped *before* drawing when they would end up with less than ``min_visible`` of their area
+visible (cut by the frame or covered by later characters) or fewer than ``min_area`` pixels, so every character
+drawn in an image has a label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from animeseg.data.example import Example, SkipItem
+from animeseg.data.sources import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
+from animeseg.errors import ConfigError, InputError
+from animeseg.io import list_files, read_image, read_rgba
+
+MASK_THRESHOLD = 128
+
+
+class _LRU(OrderedDict):
+    """A small least-recently-used cache: decoded files are reused across composites, memory stays bounded."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key: Any, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class _Foreground:
+    """A decoded foreground: RGBA pixels, the box and pixel count of its mask (alpha >= 128)."""
+
+    def __init__(self, path: Path):
+        self.rgba = read_rgba(path)
+        opaque = self.rgba[..., 3] >= MASK_THRESHOLD
+        self.area = int(np.count_nonzero(opaque))
+        if self.area == 0:
+            raise InputError(path, "foreground has no visible pixels (alpha all below 128)")
+        if self.area == opaque.size and self.rgba[..., 3].min() == 255:
+            raise InputError(path, "foreground has no transparency (not an RGBA cut-out)")
+        ys = np.flatnonzero(opaque.any(1))
+        xs = np.flatnonzero(opaque.any(0))
+        self.box = (float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1]))  # pixel centres, inclusive
+
+
+# --------------------------------------------------------------------------------------------------- geometry
+def placement_matrix(
+    width: int,
+    box: tuple[float, float, float, float],
+    flip: bool,
+    angle: float,
+    scale: float,
+    centre: tuple[float, float],
+) -> np.ndarray:
+    """2x3 affine from foreground pixel coordinates to the canvas.
+
+    The foreground (``width`` wide) is mirrored when ``flip``, its mask box centre moved to the origin, scaled by
+    ``scale``, rotated by ``angle`` degrees (counter-clockwise on screen) and moved to ``centre``.
+    """
+    x0, y0, x1, y1 = box
+    f = np.eye(3)
+    bcx = (x0 + x1) / 2
+    if flip:
+        f = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        bcx = width - 1.0 - bcx
+    bcy = (y0 + y1) / 2
+    t = math.radians(angle)
+    c, s = math.cos(t) * scale, math.sin(t) * scale
+    # rotation on screen (y down) counter-clockwise: x' = c x + s y, y' = -s x + c y
+    rs = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    to_origin = np.array([[1.0, 0.0, -bcx], [0.0, 1.0, -bcy], [0.0, 0.0, 1.0]])
+    to_centre = np.array([[1.0, 0.0, centre[0]], [0.0, 1.0, centre[1]], [0.0, 0.0, 1.0]])
+    return (to_centre @ rs @ to_origin @ f)[:2]
+
+
+def rotated_half_size(box_w: float, box_h: float, angle: float, scale: float) -> tuple[float, float]:
+    """Half width and half height of the box (``box_w`` x ``box_h``) after scaling and rotating."""
+    t = math.radians(angle)
+    c, s = abs(math.cos(t)), abs(math.sin(t))
+    a, b = box_w * scale / 2, box_h * scale / 2
+    return c * a + s * b, s * a + c * b
+
+
+def warp_masks(alphas: list[np.ndarray], matrices: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    """Step 1-2 of the recipe: each alpha channel warped onto the canvas and thresholded, before occlusion."""
+    out = []
+    for alpha, m in zip(alphas, matrices, strict=True):
+        warped = cv2.warpAffine(
+            alpha, np.asarray(m, np.float64), (width, height), flags=cv2.INTER_LINEAR, borderValue=0
+        )
+        out.append(warped >= MASK_THRESHOLD)
+    return out
+
+
+def occlude(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Step 3 of the recipe: every mask loses the pixels of the masks above it (later in the list)."""
+    out = []
+    above = np.zeros_like(masks[0]) if masks else None
+    for m in reversed(masks):
+        out.append(m & ~above)
+        above = above | m
+    return out[::-1]
+
+
+def cover_crop(bg_w: int, bg_h: int, width: int, height: int, zoom: float, fx: float, fy: float) -> list[int]:
+    """An integer crop box ``[x0, y0, x1, y1]`` of a background with the canvas' aspect ratio, ``1 / zoom`` of the
+    largest such box, at relative position (``fx``, ``fy``)."""
+    s = max(width / bg_w, height / bg_h) * zoom
+    cw = min(bg_w, max(1, round(width / s)))
+    ch = min(bg_h, max(1, round(height / s)))
+    x0 = round(fx * (bg_w - cw))
+    y0 = round(fy * (bg_h - ch))
+    return [x0, y0, x0 + cw, y0 + ch]
+
+
+def jitter_hsv(rgb: np.ndarray, gains: list[float]) -> np.ndarray:
+    """Multiply hue, saturation and value by ``gains`` (as Ultralytics' HSV augmentation does)."""
+    if all(abs(g - 1.0) < 1e-9 for g in gains):
+        return rgb
+    hue, sat, val = cv2.split(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+    x = np.arange(256, dtype=np.float64)
+    lut_h = ((x * gains[0]) % 180).astype(np.uint8)
+    lut_s = np.clip(x * gains[1], 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * gains[2], 0, 255).astype(np.uint8)
+    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+# --------------------------------------------------------------------------------------------------- painting
+def paint(background: np.ndarray, record: dict[str, Any], foregrounds: list[np.ndarray]) -> np.ndarray:
+    """The composite image of a provenance ``record``: (H, W, 3) uint8.
+
+    ``background`` is the decoded background file (RGB), ``foregrounds`` the decoded RGBA foreground files in
+    ``record["foregrounds"]`` order.
+    """
+    w, h = record["size"]
+    bg = record["background"]
+    x0, y0, x1, y1 = bg["crop"]
+    crop = background[y0:y1, x0:x1]
+    canvas = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if crop.shape[1] > w else cv2.INTER_LINEAR)
+    if bg.get("flip"):
+        canvas = canvas[:, ::-1]
+    canvas = canvas.astype(np.float32)
+    for rgba, fg in zip(foregrounds, record["foregrounds"], strict=True):
+        m = np.vstack([np.asarray(fg["matrix"], np.float64), [0.0, 0.0, 1.0]])
+        rgb = jitter_hsv(np.ascontiguousarray(rgba[..., :3]), fg.get("hsv", [1.0, 1.0, 1.0]))
+        alpha = rgba[..., 3]
+        # Shrinking a lot in one bilinear warp aliases line art: pre-shrink with area averaging first.
+        s = math.sqrt(abs(np.linalg.det(m[:2, :2])))
+        if s < 0.6:
+            f = s * 1.5
+            size = (max(1, round(rgba.shape[1] * f)), max(1, round(rgba.shape[0] * f)))
+            fw, fh = size[0] / rgba.shape[1], size[1] / rgba.shape[0]
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+            # pixel centre j of the shrunk image sits at (j + 0.5) / f - 0.5 in the original
+            m = m @ np.array([[1 / fw, 0, 0.5 / fw - 0.5], [0, 1 / fh, 0.5 / fh - 0.5], [0, 0, 1]])
+        warped_rgb = cv2.warpAffine(rgb, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        warped_a = cv2.warpAffine(alpha, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        a = (warped_a.astype(np.float32) / 255.0)[..., None]
+        canvas = canvas * (1.0 - a) + warped_rgb.astype(np.float32) * a
+    blur = record.get("blur", 0.0)
+    if blur > 0.05:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), blur)
+    noise = record.get("noise", {"sigma": 0.0})
+    if noise["sigma"] > 0:
+        rng = np.random.default_rng(noise["seed"])
+        canvas = canvas + rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(noise["sigma"])
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+
+def remake(record: dict[str, Any], foregrounds: str | Path, backgrounds: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Re-make a composite from its provenance record: ``(image (H, W, 3) uint8, masks (N, H, W) bool)``, masks in
+    ``z`` order (the order of the label file's lines). ``foregrounds``/``backgrounds`` are the source folders."""
+    w, h = record["size"]
+    fgs = [read_rgba(Path(foregrounds) / fg["file"]) for fg in record["foregrounds"]]
+    bg = read_image(Path(backgrounds) / record["background"]["file"])
+    masks = occlude(warp_masks([f[..., 3] for f in fgs], [fg["matrix"] for fg in record["foregrounds"]], w, h))
+    image = paint(bg, record, fgs)
+    return image, np.array(masks, bool).reshape(-1, h, w)
+
+
+# ------------------------------------------------------------------------------------------------------ source
+class CompositeSource(Source):
+    type = "composite"
+
+    def __init__(self, config, ctx: BuildContext):
+        super().__init__(config, ctx)
+        self.fg_root: Path = self.options["foregrounds"]
+        self.bg_root: Path = self.options["backgrounds"]
+        self._pools: dict[str, list[Path]] | None = None
+        self._bgs: list[Path] = []
+        self._fg_cache = _LRU(12)
+        self._bg_cache = _LRU(6)
+
+    def pools(self) -> tuple[dict[str, list[Path]], list[Path]]:
+        """Foreground files per split (a character file is in train or val, never both) and background files."""
+        if self._pools is None:
+            fgs = list_files(self.fg_root)
+            keys = [relative(p, self.fg_root) for p in fgs]
+            val = choose_val(keys, self.ctx.val_fraction, self.salt())
+            self._pools = {
+                "train": [p for i, p in enumerate(fgs) if i not in val],
+                "val": [p for i, p in enumerate(fgs) if i in val],
+            }
+            self._bgs = list_files(self.bg_root)
+        return self._pools, self._bgs
+
+    def tasks(self) -> Listing:
+        pools, bgs = self.pools()
+        key = self.config.key
+        if not pools["train"] and not pools["val"]:
+            raise ConfigError(self.ctx.config_file, f"{key}.foregrounds", f"no image files in {self.fg_root}")
+        if not bgs:
+            raise ConfigError(self.ctx.config_file, f"{key}.backgrounds", f"no image files in {self.bg_root}")
+        count = max(1, round(self.options["count"] * self.config.weight))
+        if self.config.max_images is not None:
+            count = min(count, self.config.max_images)
+        n_val = 0
+        if pools["val"] and self.ctx.val_fraction > 0 and count >= 2:
+            n_val = min(count - 1, max(1, round(count * self.ctx.val_fraction)))
+        tasks = [Task(f"{i:07d}", i, VAL if i < n_val else "train") for i in range(count)]
+        stats = Counter(
+            {"foregrounds train": len(pools["train"]), "foregrounds val": len(pools["val"]), "backgrounds": len(bgs)}
+        )
+        return Listing(tasks, stats=stats)
+
+    def _foreground(self, path: Path) -> _Foreground:
+        return self._fg_cache.get_or(path, lambda: _Foreground(path))
+
+    def _background(self, path: Path) -> np.ndarray:
+        return self._bg_cache.get_or(path, lambda: read_image(path))
+
+    def load(self, task: Task) -> Example:
+        pools, bgs = self.pools()
+        opts, aug = self.options, self.options["augment"]
+        w, h = opts["canvas"]
+        rng = np.random.default_rng([self.ctx.seed, stable_hash(self.name) & 0xFFFFFFFF, int(task.payload)])
+        bad: list[tuple[str, str]] = []
+        dropped: Counter = Counter()
+        files_read = 0
+
+        # Background: a random crop with the canvas' aspect; an unreadable file hands over to the next one.
+        first = int(rng.integers(len(bgs)))
+        zoom, fx, fy = float(rng.uniform(1.0, 1.3)), float(rng.random()), float(rng.random())
+        bg_flip = bool(rng.random() < 0.5)
+        background = bg_path = None
+        for k in range(min(3, len(bgs))):
+            bg_path = bgs[(first + k) % len(bgs)]
+            files_read += 1
+            try:
+                background = self._background(bg_path)
+                break
+            except InputError as e:
+                bad.append((str(bg_path), e.problem))
+        if background is None:
+            raise SkipItem(bg_path, "no readable background for this composite")
+        record: dict[str, Any] = {
+            "type": "composite",
+            "size": [w, h],
+            "background": {
+                "file": relative(bg_path, self.bg_root),
+                "crop": cover_crop(background.shape[1], background.shape[0], w, h, zoom, fx, fy),
+                "flip": bg_flip,
+            },
+        }
+
+        # Characters: every random number is drawn whether or not the file loads, so one broken file does not
+        # change the other characters.
+        pool = pools[task.split] or pools["train"] or pools["val"]
+        lo, hi = opts["per_image"]
+        n = int(rng.integers(lo, hi + 1))
+        picks = rng.choice(len(pool), size=n, replace=n > len(pool))
+        cands: list[dict[str, Any]] = []
+        decoded: list[_Foreground] = []
+        for idx in picks:
+            flip = bool(rng.random() < aug["flip"])
+            angle = float(rng.uniform(-aug["rotation"], aug["rotation"]))
+            height_share = float(rng.uniform(*aug["scale"]))
+            gains = (1.0 + rng.uniform(-1, 1, 3) * np.asarray(aug["hsv"])).tolist()
+            px, py = float(rng.random()), float(rng.random())
+            path = pool[int(idx)]
+            files_read += 1
+            try:
+                fg = self._foreground(path)
+            except InputError as e:
+                bad.append((str(path), e.problem))
+                dropped["unreadable foreground"] += 1
+                continue
+            x0, y0, x1, y1 = fg.box
+            bw, bh = x1 - x0 + 1, y1 - y0 + 1
+            scale = height_share * h / bh
+            hw, hh = rotated_half_size(bw, bh, angle, scale)
+            # the box may leave the frame by up to `shift` of its size
+            lo_x, lo_y = hw - 2 * hw * aug["shift"], hh - 2 * hh * aug["shift"]
+            centre = (lo_x + px * (w - 2 * lo_x), lo_y + py * (h - 2 * lo_y))
+            m = placement_matrix(fg.rgba.shape[1], fg.box, flip, angle, scale, centre)
+            cands.append(
+                {
+                    "file": relative(path, self.fg_root),
+                    "matrix": m.tolist(),
+                    "flip": flip,
+                    "rotation": angle,
+                    "scale": scale,
+                    "hsv": gains,
+                }
+            )
+            decoded.append(fg)
+        noise_sigma = float(rng.uniform(0, aug["noise"]))
+        noise_seed = int(rng.integers(2**31))
+        blur = float(rng.uniform(0, aug["blur"]))
+
+        # Drop, before drawing, characters that would be mostly hidden or cut off: the least visible first, since
+        # removing one can uncover the others.
+        full = [
+            fg.area * abs(np.linalg.det(np.asarray(c["matrix"])[:, :2])) for fg, c in zip(decoded, cands, strict=True)
+        ]
+        warped = warp_masks([fg.rgba[..., 3] for fg in decoded], [c["matrix"] for c in cands], w, h)
+        keep = list(range(len(cands)))
+        gone: list[dict[str, Any]] = []
+        while keep:
+            visible = occlude([warped[i] for i in keep])
+            areas = [int(np.count_nonzero(v)) for v in visible]
+            shares = [a / max(full[i], 1e-9) for a, i in zip(areas, keep, strict=True)]
+            worst = int(np.argmin(shares))
+            small = [j for j, a in enumerate(areas) if a < opts["min_area"]]
+            j = small[0] if small else worst
+            if not small and shares[worst] >= opts["min_visible"]:
+                break
+            i = keep.pop(j)
+            reason = "too small" if small else "mostly hidden or out of frame"
+            dropped[f"character {reason}"] += 1
+            gone.append({"file": cands[i]["file"], "visible": round(min(shares[j], 1.0), 4), "reason": reason})
+        masks = occlude([warped[i] for i in keep]) if keep else []
+        shares = [np.count_nonzero(m) / max(full[i], 1e-9) for m, i in zip(masks, keep, strict=True)]
+        record["foregrounds"] = [
+            {**cands[i], "z": z, "visible": round(min(s, 1.0), 4)}
+            for z, (i, s) in enumerate(zip(keep, shares, strict=True))
+        ]
+        record["dropped"] = gone
+        record["noise"] = {"sigma": noise_sigma, "seed": noise_seed}
+        record["blur"] = blur
+        image = paint(background, record, [decoded[i].rgba for i in keep])
+        cls = self.ctx.class_id(opts["class"])
+        return Example(
+            image=image,
+            masks=np.array(masks, bool).reshape(-1, h, w),
+            classes=np.full(len(masks), cls),
+            provenance=record,
+            dropped=dropped,
+            files_read=files_read,
+            bad_files=bad,
+        )

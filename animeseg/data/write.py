@@ -1,0 +1,122 @@
+"""One example -> its files: the image, its YOLO-seg label text and its COCO RLE records.
+
+This runs inside worker processes; what it returns (:class:`Written`) is small (text and RLE strings), so the main
+process only appends and never handles pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animeseg.data.example import Example
+from animeseg.io import write_bytes, write_image
+from animeseg.masks import box_xyxy_to_xywh, encode_rle, mask_to_box, mask_to_polygon
+
+#: Written images: originals that need no change keep their bytes; everything else becomes a JPEG of this quality.
+JPEG_QUALITY = 95
+COPY_EXTS = (".jpg", ".jpeg", ".png")
+#: Douglas-Peucker tolerance for traced outlines, in pixels of the written image.
+POLYGON_EPSILON = 0.5
+
+
+@dataclass
+class Written:
+    """What was written for one source item (or why nothing was).
+
+    ``annotations`` hold ``class_id``, ``segmentation`` (COCO RLE), ``bbox`` (xywh) and ``area`` per instance, in
+    the order of the label file's lines.
+    """
+
+    seq: int
+    source: str
+    name: str
+    split: str
+    file: str | None = None  # "images/train/<name>.jpg", relative to the dataset folder
+    width: int = 0
+    height: int = 0
+    label_text: str = ""
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    files_read: int = 0
+    skip: tuple[str, str] | None = None  # (file, reason)
+    skip_kind: str = ""  # "bad" (warned, listed), "empty" or "crowd" (counted only)
+    bad_files: list[tuple[str, str]] = field(default_factory=list)
+    copies: int = 1
+
+
+def format_polygon(class_id: int, polygon: np.ndarray) -> str:
+    """One YOLO-seg label line: ``class x1 y1 x2 y2 ...`` with coordinates in [0, 1], 6 decimals."""
+    coords = " ".join(f"{v:.6f}" for v in np.asarray(polygon, np.float64).reshape(-1))
+    return f"{int(class_id)} {coords}"
+
+
+def normalized_polygon(mask: np.ndarray) -> np.ndarray:
+    """The YOLO polygon of a (H, W) bool mask, normalised to [0, 1] and clipped; (0, 2) when nothing is left."""
+    h, w = mask.shape
+    poly = mask_to_polygon(mask, epsilon=POLYGON_EPSILON).astype(np.float64)
+    if len(poly) == 0:
+        return poly
+    poly[:, 0] /= w
+    poly[:, 1] /= h
+    return np.clip(poly, 0.0, 1.0)
+
+
+def _distinct_points(poly: np.ndarray) -> int:
+    return len(np.unique(np.round(poly, 6), axis=0)) if len(poly) else 0
+
+
+def write_example(example: Example, root: Path, seq: int, source: str, name: str, split: str) -> Written:
+    """Write ``example``'s image under ``root/images/<split>/`` and return its label text and COCO records.
+
+    Instances whose polygon collapses to fewer than 3 distinct points (a few pixels) are left out of both the
+    label file and the COCO records, so the two always describe the same instances.
+    """
+    h, w = example.image.shape[:2]
+    copy = example.copy_from is not None and example.copy_from.suffix.lower() in COPY_EXTS
+    ext = example.copy_from.suffix.lower() if copy else ".jpg"
+    rel = f"images/{split}/{name}{ext}"
+    if copy:
+        write_bytes(root / rel, example.copy_from.read_bytes())
+    else:
+        write_image(root / rel, example.image, quality=JPEG_QUALITY)
+
+    dropped = dict(example.dropped)
+    lines: list[str] = []
+    annotations: list[dict[str, Any]] = []
+    for i, (mask, cls) in enumerate(zip(example.masks, example.classes, strict=True)):
+        if example.polygons is not None:
+            poly = np.clip(np.asarray(example.polygons[i], np.float64).reshape(-1, 2), 0.0, 1.0)
+        else:
+            poly = normalized_polygon(mask) if mask.any() else np.zeros((0, 2))
+        if _distinct_points(poly) < 3 or not mask.any():
+            dropped["too small for a polygon"] = dropped.get("too small for a polygon", 0) + 1
+            continue
+        lines.append(format_polygon(int(cls), poly))
+        annotations.append(
+            {
+                "class_id": int(cls),
+                "segmentation": encode_rle(mask),
+                "bbox": box_xyxy_to_xywh(mask_to_box(mask)),
+                "area": int(np.count_nonzero(mask)),
+            }
+        )
+    return Written(
+        seq=seq,
+        source=source,
+        name=name,
+        split=split,
+        file=rel,
+        width=w,
+        height=h,
+        label_text="".join(line + "\n" for line in lines),
+        annotations=annotations,
+        provenance=example.provenance,
+        dropped=dropped,
+        files_read=example.files_read,
+        bad_files=list(example.bad_files),
+    )

@@ -1,0 +1,400 @@
+"""The batch loop behind ``animeseg predict``: read each input, segment it, write its outputs, record it.
+
+Each input that succeeds gets a completion record ``<out>/.animeseg/records/<key>.json``, written atomically
+after all of its outputs. The record holds its annotations, the output files it wrote, the settings that made
+them and the input's size and modification time. ``resume=True`` skips an input whose record matches all of
+these and whose files are all present, so a killed run continues where it stopped and ends with the same
+outputs as an uninterrupted one; ``predictions.json`` is assembled from the records at the end. Failed inputs
+get no record (they are retried) and one line on the console.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from animeseg.console import console, error, progress, summary_table
+from animeseg.errors import InputError
+from animeseg.instances import Instances
+from animeseg.io import read_image, write_json
+from animeseg.media import MediaItem, iter_frames, video_fps
+from animeseg.writers import (
+    KIND_FOLDERS,
+    PREDICTIONS,
+    PredictionsBuilder,
+    VideoOutput,
+    image_annotations,
+    render_overlay,
+    video_path,
+    write_image_outputs,
+)
+
+RECORDS = ".animeseg/records"
+RECORD_VERSION = 1
+_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what io.atomic_path leaves behind when a process is killed
+
+
+class SegmenterLike(Protocol):
+    """What the runner needs from :class:`animeseg.predict.Segmenter`."""
+
+    names: dict[int, str]
+
+    def __call__(self, image: np.ndarray) -> Instances: ...
+
+
+@dataclass
+class ItemResult:
+    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``."""
+
+    name: str
+    status: str
+    error: str | None = None
+    images: int = 0
+    instances: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    """Counts of a run; ``exit_code`` is 0 when every input succeeded, else 1."""
+
+    out: Path
+    results: list[ItemResult] = field(default_factory=list)
+    predictions: Path | None = None
+
+    def _count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def succeeded(self) -> int:
+        return self._count("ok")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def failed(self) -> int:
+        return self._count("error")
+
+    @property
+    def images(self) -> int:
+        """Images and video frames segmented in this run (skipped inputs not counted)."""
+        return sum(r.images for r in self.results if r.status == "ok")
+
+    @property
+    def instances(self) -> int:
+        return sum(r.instances for r in self.results if r.status != "error")
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def table(self) -> Any:
+        per_image = self.seconds / self.images if self.images else 0.0
+        rows = [
+            ("inputs", len(self.results)),
+            ("succeeded", self.succeeded),
+            ("skipped (already complete)", self.skipped),
+            ("failed", self.failed),
+            ("images and frames segmented", self.images),
+            ("instances", self.instances),
+            ("seconds", f"{self.seconds:.1f}"),
+            ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
+        ]
+        return summary_table(f"animeseg predict -> {self.out}", ["", "count"], rows)
+
+
+def signature_of(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as they read back from JSON, so records compare equal across runs."""
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def record_path(out: Path, key: str) -> Path:
+    return out / RECORDS / f"{key}.json"
+
+
+def _source_stat(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _load_record(path: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("version") == RECORD_VERSION else None
+
+
+def _kinds_for(item: MediaItem, save: Sequence[str]) -> list[str]:
+    """The output kinds that apply to an input: ``json`` is run-level; ``video`` only for videos, whose
+    annotated copy replaces per-frame overlay images."""
+    kinds = [k for k in save if k != "json"]
+    if item.kind != "video":
+        return [k for k in kinds if k != "video"]
+    if "video" in kinds:
+        kinds = [k for k in kinds if k != "overlays"]
+    return kinds
+
+
+def _is_complete(rec: dict[str, Any] | None, item: MediaItem, kinds: list[str], signature: dict, out: Path) -> bool:
+    if rec is None or rec.get("name") != item.name or rec.get("signature") != signature:
+        return False
+    if not set(kinds) <= set(rec.get("save", [])):
+        return False
+    try:
+        if rec.get("source") != _source_stat(item.path):
+            return False
+    except OSError:
+        return False
+    return all((out / f).is_file() for f in rec.get("files", []))
+
+
+def clean_temp_files(out: Path) -> int:
+    """Remove temporary files a killed run left in ``out`` (``.name.XXXX.tmp.ext``); returns how many."""
+    removed = 0
+    if not out.is_dir():
+        return 0
+    for dirpath, _dirs, files in os.walk(out):
+        for f in files:
+            if _TEMP.match(f):
+                with contextlib.suppress(OSError):
+                    (Path(dirpath) / f).unlink()
+                    removed += 1
+    return removed
+
+
+class _Progress:
+    """The rich bar: images (frames count as images), instances so far, seconds per image."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.progress import TextColumn
+
+        self.bar = (
+            progress(
+                TextColumn("{task.fields[instances]} instances"),
+                TextColumn("{task.fields[spi]} s/image"),
+            )
+            if enabled
+            else None
+        )
+        self.instances = 0
+        self.seconds = 0.0
+        self.done = 0
+        self.timed = 0
+        self.total = total
+        self.task = None
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.task = self.bar.add_task("predict", total=self.total, instances=0, spi="-")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def describe(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=name if len(name) <= 40 else "..." + name[-37:])
+
+    def step(self, instances: int, seconds: float, images: int = 1, timed: bool = True) -> None:
+        self.instances += instances
+        self.done += images
+        if timed:
+            self.seconds += seconds
+            self.timed += images
+        if self.bar is not None:
+            spi = f"{self.seconds / self.timed:.2f}" if self.timed else "-"
+            self.bar.update(self.task, advance=images, instances=self.instances, spi=spi)
+
+    def adjust_total(self, delta: int) -> None:
+        if delta and self.bar is not None:
+            self.total += delta
+            self.bar.update(self.task, total=max(self.total, self.done))
+
+
+def _process_image(
+    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress
+) -> tuple[list[dict], list[str], int]:
+    t0 = time.perf_counter()
+    image = read_image(item.path)
+    inst = segmenter(image)
+    files = write_image_outputs(out, item.key, image, inst, kinds)
+    h, w = image.shape[:2]
+    entry = {"file_name": item.name, "height": h, "width": w, "annotations": image_annotations(inst)}
+    bar.step(len(inst), time.perf_counter() - t0)
+    return [entry], files, len(inst)
+
+
+def _process_video(
+    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress
+) -> tuple[list[dict], list[str], int]:
+    frame_kinds = [k for k in kinds if k != "video"]
+    entries: list[dict] = []
+    files: list[str] = []
+    instances = 0
+    frames = iter_frames(item.path)
+    video = VideoOutput(out / video_path(item.key), video_fps(item.path)) if "video" in kinds else None
+    with video if video is not None else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        for index, frame in frames:
+            inst = segmenter(frame)
+            files += write_image_outputs(out, item.frame_key(index), frame, inst, frame_kinds)
+            if video is not None:
+                video.write(render_overlay(frame, inst))
+            h, w = frame.shape[:2]
+            entries.append(
+                {"file_name": item.frame_name(index), "height": h, "width": w, "annotations": image_annotations(inst)}
+            )
+            instances += len(inst)
+            now = time.perf_counter()
+            bar.step(len(inst), now - t0)
+            t0 = now
+    if video is not None:
+        files.append(video_path(item.key))
+    bar.adjust_total(len(entries) - (item.frames or 1))
+    return entries, files, instances
+
+
+def run(
+    items: Sequence[MediaItem],
+    segmenter: SegmenterLike,
+    out: str | Path,
+    save: Iterable[str],
+    *,
+    resume: bool = False,
+    signature: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    on_item: Callable[[ItemResult], None] | None = None,
+) -> RunSummary:
+    """Segment every input of ``items`` and write the outputs named in ``save`` under ``out``.
+
+    ``signature`` (model and settings, JSON-ready) is stored in each completion record; with ``resume`` an input
+    is skipped only when its record has the same signature and covers every requested output. ``on_item`` is
+    called after each input (tests use it to stop a run midway). Returns the :class:`RunSummary`; the caller
+    prints its table and turns ``exit_code`` into the process status.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save = list(save)
+    signature = signature_of(signature or {})
+    clean_temp_files(out)
+    summary = RunSummary(out=out)
+    records: list[dict[str, Any] | None] = []
+    total = sum((it.frames or 1) for it in items if it.kind != "error")
+
+    with _Progress(total, show_progress) as bar:
+        for item in items:
+            try:
+                result, record = _run_one(item, segmenter, out, save, resume, signature, bar)
+            except KeyboardInterrupt:
+                bar.__exit__(None, None, None)
+                error(
+                    f"interrupted at {item.name} ({len(summary.results)} of {len(items)} inputs done); finished "
+                    f"outputs are kept: run again with --resume to continue"
+                )
+                raise
+            summary.results.append(result)
+            records.append(record)
+            if on_item is not None:
+                on_item(result)
+
+    if "json" in save:
+        builder = PredictionsBuilder(segmenter.names)
+        for item, result, record in zip(items, summary.results, records, strict=True):
+            if record is None:
+                builder.add_error(item.name, result.error or "failed")
+                continue
+            for entry in record["images"]:
+                builder.add_ok(entry["file_name"], entry["height"], entry["width"], entry["annotations"])
+        summary.predictions = builder.write(out / PREDICTIONS)
+    return summary
+
+
+def _run_one(
+    item: MediaItem,
+    segmenter: SegmenterLike,
+    out: Path,
+    save: list[str],
+    resume: bool,
+    signature: dict[str, Any],
+    bar: _Progress,
+) -> tuple[ItemResult, dict[str, Any] | None]:
+    if item.kind == "error":
+        message = item.error or "unusable input"
+        error(f"{item.path}: {message}")
+        return ItemResult(item.name, "error", message), None
+
+    bar.describe(item.name)
+    kinds = _kinds_for(item, save)
+    rec_file = record_path(out, item.key)
+    old = _load_record(rec_file)
+    if resume and _is_complete(old, item, kinds, signature, out):
+        n_images = len(old["images"])
+        n_inst = sum(len(e["annotations"]) for e in old["images"])
+        bar.step(n_inst, 0.0, images=n_images, timed=False)
+        bar.adjust_total(n_images - (item.frames or 1) if item.kind == "video" else 0)
+        return ItemResult(item.name, "skipped", None, n_images, n_inst), old
+
+    t0 = time.perf_counter()
+    try:
+        if item.kind == "video":
+            entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar)
+        else:
+            entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar)
+        source = _source_stat(item.path)
+    except InputError as e:
+        return _failed(item, e.problem, bar)
+    except Exception as e:  # one input's failure (decoder bug, out of memory...) must not end the batch
+        return _failed(item, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "), bar)
+    seconds = time.perf_counter() - t0
+
+    if old is not None:  # an earlier run may have written more instances' files of the kinds just rewritten
+        rewritten = {KIND_FOLDERS[k] for k in kinds}
+        for stale in set(old.get("files", [])) - set(files):
+            if stale.split("/", 1)[0] in rewritten:
+                with contextlib.suppress(OSError):
+                    (out / stale).unlink()
+    record = {
+        "version": RECORD_VERSION,
+        "name": item.name,
+        "kind": item.kind,
+        "signature": signature,
+        "source": source,
+        "save": kinds,
+        "files": files,
+        "images": entries,
+        "seconds": round(seconds, 4),
+    }
+    write_json(rec_file, record)
+    return ItemResult(item.name, "ok", None, len(entries), n_inst, seconds), record
+
+
+def _failed(item: MediaItem, message: str, bar: _Progress) -> tuple[ItemResult, None]:
+    error(f"{item.path}: {message}")
+    if item.kind == "image":
+        bar.step(0, 0.0, images=1, timed=False)
+    return ItemResult(item.name, "error", message), None
+
+
+def print_summary(summary: RunSummary) -> None:
+    """The end-of-run table (and where the outputs are)."""
+    console.print(summary.table())
+    if summary.failed:
+        console.print(f"{summary.failed} input(s) failed (one line each above); run again with --resume to retry them")

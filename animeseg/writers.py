@@ -1,0 +1,327 @@
+"""Prediction outputs (``animeseg predict --save``), each written atomically through :mod:`animeseg.io`.
+
+Layout under the output folder, for an input whose key is ``sub/a`` (see :class:`animeseg.media.MediaItem`):
+
+=============  ==================================================================================
+``json``       ``predictions.json``: images (with status), COCO result annotations, categories
+``masks``      ``masks/sub/a_<i>.png``: one 0/255 mask per instance, full image size
+``semantic``   ``semantic/sub/a.png``: the union of all instances, 0/255
+``cutouts``    ``cutouts/sub/a_<i>.png``: RGBA crop of instance i to its box (alpha = mask), and
+               ``cutouts/sub/a.png``: the whole image, transparent outside every instance
+``overlays``   ``overlays/sub/a.jpg``: the image with coloured masks, boxes, labels and scores
+``txt``        ``labels/sub/a.txt``: YOLO-seg labels (``class x1 y1 x2 y2 ...``, normalised)
+``video``      ``videos/<key>.mp4``: an annotated copy of each input video
+=============  ==================================================================================
+
+``<i>`` is the instance's position in the image, the same order as its annotations in predictions.json.
+Video frames use the key ``<video key>#<frame, 6 digits>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from animeseg import cocojson
+from animeseg.instances import Instances
+from animeseg.io import atomic_path, write_image, write_json, write_text
+from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
+
+SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video")
+#: Per-image outputs (everything but the run-level json and the per-video video).
+IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt")
+PREDICTIONS = "predictions.json"
+#: Top folder of each kind's files under the output folder.
+KIND_FOLDERS = {
+    "masks": "masks",
+    "semantic": "semantic",
+    "cutouts": "cutouts",
+    "overlays": "overlays",
+    "txt": "labels",
+    "video": "videos",
+}
+
+# Distinct, colour-blind-friendly-ish colours (RGB), cycled per instance.
+PALETTE = np.array(
+    [
+        (255, 56, 56),
+        (72, 249, 10),
+        (0, 194, 255),
+        (255, 178, 29),
+        (207, 210, 49),
+        (146, 204, 23),
+        (61, 219, 134),
+        (26, 147, 52),
+        (0, 212, 187),
+        (44, 153, 168),
+        (52, 69, 147),
+        (100, 115, 255),
+        (0, 24, 236),
+        (132, 56, 255),
+        (82, 0, 133),
+        (203, 56, 255),
+        (255, 149, 200),
+        (255, 55, 199),
+    ],
+    dtype=np.uint8,
+)
+
+
+def parse_save(text: str | Iterable[str]) -> list[str]:
+    """``"json,masks"`` (or a list) -> the kinds in canonical order; ``all`` means every kind.
+
+    Raises ValueError naming the unknown kind.
+    """
+    parts = text.split(",") if isinstance(text, str) else [p for t in text for p in str(t).split(",")]
+    kinds = {p.strip().lower() for p in parts if p.strip()}
+    if "all" in kinds:
+        kinds = set(SAVE_KINDS)
+    unknown = sorted(kinds - set(SAVE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown output kind {unknown[0]!r}; choose from {', '.join(SAVE_KINDS)} or all")
+    return [k for k in SAVE_KINDS if k in kinds]
+
+
+# ------------------------------------------------------------------------------------------------ paths
+def mask_path(key: str, i: int) -> str:
+    return f"masks/{key}_{i}.png"
+
+
+def semantic_path(key: str) -> str:
+    return f"semantic/{key}.png"
+
+
+def cutout_path(key: str, i: int | None = None) -> str:
+    return f"cutouts/{key}.png" if i is None else f"cutouts/{key}_{i}.png"
+
+
+def overlay_path(key: str) -> str:
+    return f"overlays/{key}.jpg"
+
+
+def label_path(key: str) -> str:
+    return f"labels/{key}.txt"
+
+
+def video_path(key: str) -> str:
+    return f"videos/{key}.mp4"
+
+
+# ------------------------------------------------------------------------------------------------ content
+def semantic_mask(instances: Instances) -> np.ndarray:
+    """(H, W) bool union of every instance mask."""
+    return instances.masks.any(axis=0) if len(instances) else np.zeros(instances.image_size, bool)
+
+
+def _crop_box(instances: Instances, i: int) -> tuple[int, int, int, int]:
+    """Integer pixel box ``x1, y1, x2, y2`` of instance i: its mask's extent, else its detection box; at least
+    one pixel, inside the image."""
+    h, w = instances.image_size
+    mask = instances.masks[i]
+    box = mask_to_box(mask) if mask.any() else [float(v) for v in instances.boxes[i]]
+    x1 = int(np.clip(np.floor(box[0]), 0, w - 1))
+    y1 = int(np.clip(np.floor(box[1]), 0, h - 1))
+    x2 = int(np.clip(np.ceil(box[2]), x1 + 1, w))
+    y2 = int(np.clip(np.ceil(box[3]), y1 + 1, h))
+    return x1, y1, x2, y2
+
+
+def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
+    """RGBA (h, w, 4) uint8: the RGB ``image`` with alpha 255 inside ``mask`` and 0 outside, cropped to ``box``
+    (``x1, y1, x2, y2`` integer pixels; the whole image when None)."""
+    rgba = np.dstack([image[..., :3], np.where(mask, 255, 0).astype(np.uint8)])
+    if box is not None:
+        x1, y1, x2, y2 = box
+        rgba = rgba[y1:y2, x1:x2]
+    return np.ascontiguousarray(rgba)
+
+
+def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
+    """YOLO-seg label lines ``class x1 y1 ... xn yn`` (coordinates / image width or height), one per instance
+    whose mask yields a polygon; exactly what Ultralytics trains on."""
+    h, w = instances.image_size
+    lines = []
+    for mask, cls in zip(instances.masks, instances.classes, strict=True):
+        poly = mask_to_polygon(mask, epsilon=epsilon)
+        if len(poly) < 3:
+            continue
+        norm = np.clip(poly / np.array([w, h], np.float32), 0.0, 1.0)
+        lines.append(f"{int(cls)} " + " ".join(f"{v:.6f}" for v in norm.reshape(-1)))
+    return lines
+
+
+def render_overlay(image: np.ndarray, instances: Instances, alpha: float = 0.45) -> np.ndarray:
+    """RGB (H, W, 3) uint8: ``image`` with each instance's mask tinted in its colour, its outline, its box and a
+    ``name score`` label. Text uses OpenCV's built-in Hershey font (no font files)."""
+    out = np.ascontiguousarray(image[..., :3]).copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 320))
+    scale = max(0.35, min(h, w) / 900)
+    names = instances.class_names()
+    for i in range(len(instances)):
+        colour = PALETTE[i % len(PALETTE)]
+        m = instances.masks[i]
+        out[m] = (out[m] * (1 - alpha) + colour * alpha + 0.5).astype(np.uint8)
+    for i in range(len(instances)):
+        colour = tuple(int(c) for c in PALETTE[i % len(PALETTE)])
+        contours = [np.round(c).astype(np.int32).reshape(-1, 1, 2) for c in mask_to_contours(instances.masks[i])]
+        if contours:
+            cv2.polylines(out, contours, True, colour, thick, cv2.LINE_AA)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in instances.boxes[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
+        label = f"{names[i]} {float(instances.scores[i]):.2f}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y1 + th + base + 2)
+        tx = int(np.clip(x1, 0, max(0, w - tw)))
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty + base // 2), colour, -1)
+        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+        text = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(out, label, (tx, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, text, thick, cv2.LINE_AA)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_image_outputs(
+    out: str | Path, key: str, image: np.ndarray, instances: Instances, save: Iterable[str]
+) -> list[str]:
+    """Write every per-image output in ``save`` for one image (or video frame) and return their paths relative
+    to ``out`` (POSIX), in writing order. ``json`` and ``video`` are not per-image and are ignored here."""
+    out = Path(out)
+    save = set(save)
+    written: list[str] = []
+
+    def put(rel: str, array: np.ndarray) -> None:
+        write_image(out / rel, array, quality=90)
+        written.append(rel)
+
+    if "masks" in save:
+        for i, m in enumerate(instances.masks):
+            put(mask_path(key, i), np.where(m, 255, 0).astype(np.uint8))
+    if "semantic" in save:
+        put(semantic_path(key), np.where(semantic_mask(instances), 255, 0).astype(np.uint8))
+    if "cutouts" in save:
+        for i, m in enumerate(instances.masks):
+            put(cutout_path(key, i), cutout(image, m, _crop_box(instances, i)))
+        put(cutout_path(key), cutout(image, semantic_mask(instances)))
+    if "overlays" in save:
+        put(overlay_path(key), render_overlay(image, instances))
+    if "txt" in save:
+        lines = yolo_seg_lines(instances)
+        write_text(out / label_path(key), "".join(line + "\n" for line in lines))
+        written.append(label_path(key))
+    return written
+
+
+class VideoOutput:
+    """An annotated copy of a video, written to a temporary file and moved into place on :meth:`close`.
+
+    Use as a context manager; an exception inside discards the partial file. Frames are RGB (H, W, 3) uint8 of
+    the size of the first frame. MPEG-4 Part 2 (``mp4v``) is used because every OpenCV build can write it.
+    """
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self.fps = float(fps)
+        self._ctx = atomic_path(self.path)
+        self._tmp: Path | None = None
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def __enter__(self) -> VideoOutput:
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if self._writer is None:
+            self._size = (w, h)
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise OSError(f"{self.path}: OpenCV cannot write MPEG-4 video here")
+        if (w, h) != self._size:  # a stream that changes size mid-way: keep the first size
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame[..., :3]), cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._writer is not None:
+            self._writer.release()
+        if exc_type is None and self.frames == 0:
+            exc = OSError(f"{self.path}: no frames to write")
+            self._ctx.__exit__(type(exc), exc, None)
+            raise exc
+        return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+
+# ------------------------------------------------------------------------------------------------ predictions.json
+def error_image(image_id: int, file_name: str, message: str) -> dict[str, Any]:
+    """The ``images`` entry of an input that failed (size unknown: 0)."""
+    return cocojson.image_record(image_id, file_name, 0, 0, status="error", error=message)
+
+
+def ok_image(image_id: int, file_name: str, height: int, width: int) -> dict[str, Any]:
+    return cocojson.image_record(image_id, file_name, height, width, status="ok", error=None)
+
+
+class PredictionsBuilder:
+    """Accumulates images and annotations in input order, numbering both from 1, and writes predictions.json."""
+
+    def __init__(self, names: dict[int, str]):
+        self.names = dict(names)
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add_error(self, file_name: str, message: str) -> int:
+        image_id = len(self.images) + 1
+        self.images.append(error_image(image_id, file_name, message))
+        return image_id
+
+    def add_ok(self, file_name: str, height: int, width: int, annotations: Iterable[dict[str, Any]]) -> int:
+        """Add an image and its annotations (ids and image_id are renumbered here)."""
+        image_id = len(self.images) + 1
+        self.images.append(ok_image(image_id, file_name, height, width))
+        for ann in annotations:
+            self.annotations.append({**ann, "id": len(self.annotations) + 1, "image_id": image_id})
+        return image_id
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": cocojson.categories(self.names),
+        }
+
+    def write(self, path: str | Path) -> Path:
+        return write_json(path, self.document())
+
+
+def image_annotations(instances: Instances) -> list[dict[str, Any]]:
+    """COCO result annotations of one image (ids provisional: :class:`PredictionsBuilder` renumbers them)."""
+    anns = cocojson.instance_annotations(instances, image_id=0, first_id=0, with_scores=True)
+    for ann in anns:
+        ann["refine"] = plain(ann.get("refine", {}))
+    return anns
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into JSON-ready Python values (refiners may record them)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return round(float(value), 5)
+    if isinstance(value, float):
+        return round(value, 5)
+    return value
