@@ -54,24 +54,32 @@ def sam_folder(sam_checkpoint, sam_model, tmp_path_factory) -> Path:
     return export_sam(sam_checkpoint, out=tmp_path_factory.mktemp("export") / "sam_tiny", sam=sam_model)
 
 
-@pytest.fixture(scope="module")
-def yolo_checkpoint(tmp_path_factory) -> Path:
-    """A YOLOv8n-seg with random weights, perturbed so its masks and scores are not all empty/zero.
+def _tiny_yolo(path: Path, seed: int = 0) -> Path:
+    """A random YOLOv8n-seg that detects and segments something, saved as a checkpoint.
 
-    Freshly initialised heads give near-zero mask logits (every mask empty), which any export reproduces
-    trivially; the perturbation makes the comparison carry information.
+    A freshly initialised head scores every anchor ~1e-4 and gives mask logits of ~1e-3 (near-empty masks),
+    which any export reproduces trivially. Perturbed weights, class biases raised to -2 (scores ~0.12) and a
+    stronger prototype layer give deterministic (garbage) detections with half-full masks worth comparing.
     """
     from animeseg._offline import import_ultralytics
 
+    torch.manual_seed(seed)  # the architecture's own initialisation draws from the global generator too
     yolo = import_ultralytics().YOLO("yolov8n-seg.yaml")
-    torch.manual_seed(0)
     with torch.no_grad():
         for p in yolo.model.parameters():
             p.add_(torch.randn_like(p) * 0.03)
+        head = yolo.model.model[-1]
+        for seq in head.cv3:
+            seq[-1].bias.fill_(-2.0)
+        head.proto.cv3.bn.weight.mul_(100.0)
     yolo.model.names = {i: f"class{i}" for i in range(len(yolo.model.names))}
-    path = tmp_path_factory.mktemp("yolo") / "tiny-seg.pt"
     yolo.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def yolo_checkpoint(tmp_path_factory) -> Path:
+    return _tiny_yolo(tmp_path_factory.mktemp("yolo") / "tiny-seg.pt")
 
 
 @pytest.fixture(scope="module")
@@ -257,14 +265,8 @@ def test_detector_int8_and_wrong_model(yolo_checkpoint, yolo_onnx, tmp_path):
     report = check_detector(yolo_checkpoint, int8, imgsz=160, precision="int8")
     assert report.passed, report.failures()
     # a check against weights the file was not exported from must fail
-    from animeseg._offline import import_ultralytics
-
-    other = import_ultralytics().YOLO("yolov8n-seg.yaml")
-    with torch.no_grad():
-        for p in other.model.parameters():
-            p.add_(torch.randn_like(p) * 0.03)
-    other.save(tmp_path / "other.pt")
-    assert not check_detector(tmp_path / "other.pt", yolo_onnx, imgsz=160).passed
+    other = _tiny_yolo(tmp_path / "other.pt", seed=2)
+    assert not check_detector(other, yolo_onnx, imgsz=160).passed
 
 
 def test_detector_export_refuses_bad_input(tmp_path, yolo_checkpoint):
@@ -326,3 +328,85 @@ def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------ predict: ONNX path vs PyTorch path
+def _predict(folder: Path, out: Path, model: Path, imgsz: int, sam: Path, *extra: str) -> dict:
+    args = ["predict", str(folder), "--model", str(model), "--imgsz", str(imgsz), "--refine", "sam"]
+    code = _cli([*args, "--sam-checkpoint", str(sam), "--out", str(out), "--save", "json", "--device", "cpu", *extra])
+    assert code == 0
+    return json.loads((out / "predictions.json").read_text())
+
+
+@pytest.fixture
+def accept_any_candidate(monkeypatch):
+    """Fusion that takes SAM's best-agreeing candidate whatever it is, so the final masks are SAM's.
+
+    Random SAM weights give arbitrary masks that the default checks reject (YOLO's masks would then be
+    compared, which says nothing about SAM); accepting them makes the masks in predictions.json SAM's own.
+    """
+    import animeseg.fusion
+
+    permissive = {"min_agreement": 0.0, "max_growth": 1e9, "min_coverage": 0.0, "max_outside": 1.0}
+    monkeypatch.setattr(animeseg.fusion, "DEFAULTS", {**animeseg.fusion.DEFAULTS, **permissive})
+
+
+def _assert_same_predictions(a: dict, b: dict) -> int:
+    """Same images and instances; masks IoU >= 0.99 and SAM's records equal. Returns the instance count."""
+    from animeseg.masks import decode_rle, mask_iou
+
+    assert [(i["file_name"], i["status"]) for i in a["images"]] == [(i["file_name"], i["status"]) for i in b["images"]]
+    assert len(a["annotations"]) == len(b["annotations"])
+    for x, y in zip(a["annotations"], b["annotations"], strict=True):
+        assert (x["image_id"], x["category_id"]) == (y["image_id"], y["category_id"])
+        assert x["score"] == pytest.approx(y["score"], abs=1e-3)
+        mx, my = decode_rle(x["segmentation"]), decode_rle(y["segmentation"])
+        assert mx.any() and mask_iou(mx, my) >= 0.99
+        rx, ry = x.get("refine"), y.get("refine")
+        assert (rx is None) == (ry is None)
+        if rx is not None:  # SAM's candidates drive these, refined or not
+            assert (rx["method"], rx["refined"], rx["candidate"]) == (ry["method"], ry["refined"], ry["candidate"])
+            assert rx["agreement"] == pytest.approx(ry["agreement"], abs=0.01)
+            assert rx["candidate_score"] == pytest.approx(ry["candidate_score"], abs=1e-3)
+    return len(a["annotations"])
+
+
+def test_predict_with_exported_sam_matches_pytorch_sam(
+    renpy, shared_onnx, sam_checkpoint, sam_folder, tmp_path, accept_any_candidate
+):
+    """`animeseg predict --refine sam` on real anime composites: the exported folder gives PyTorch's results."""
+    sys.path.insert(0, str(REPO))
+    from animeseg.io import write_image
+    from bench.composites import make_composites
+
+    src = tmp_path / "scenes"
+    for c in make_composites(renpy, 2, seed=5, size=(320, 240), max_sprites=2):
+        write_image(src / f"{c.name} scene.png", c.image)
+    common = (shared_onnx, 320)
+    torch_run = _predict(src, tmp_path / "torch", *common, sam_checkpoint, "--classes", "0")
+    onnx_run = _predict(src, tmp_path / "onnx", *common, sam_folder, "--classes", "0")
+    assert _assert_same_predictions(torch_run, onnx_run) >= 2
+    assert all(a["refine"]["method"] == "sam" and a["refine"]["refined"] for a in onnx_run["annotations"])
+
+
+def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_path, accept_any_candidate):
+    """Detector and SAM both exported: `animeseg predict` on ONNX Runtime gives the PyTorch run's instances.
+
+    The detector is the random YOLOv8n-seg of ``_tiny_yolo``, which detects garbage but deterministic boxes.
+    It is exported with --dynamic: a static export letterboxes to a square, while
+    Ultralytics runs a .pt on the smallest stride-multiple rectangle, so on non-square images the two see
+    differently padded inputs (see docs/export.md).
+    """
+    from animeseg.io import write_image
+
+    pt = _tiny_yolo(tmp_path / "det.pt")
+    onnx_path = export_detector(pt, imgsz=160, dynamic=True, out=tmp_path / "export")
+    src = tmp_path / "images"
+    image = sample_image()[0]
+    write_image(src / "wide.png", image)
+    write_image(src / "tall.png", np.ascontiguousarray(image[:, 100:300]))
+    extra = ("--conf", "0.1", "--max-det", "3")
+    torch_run = _predict(src, tmp_path / "torch", pt, 160, sam_checkpoint, *extra)
+    onnx_run = _predict(src, tmp_path / "onnx", onnx_path, 160, sam_folder, *extra)
+    assert _assert_same_predictions(torch_run, onnx_run) == 6
+    assert all(a["refine"]["refined"] for a in onnx_run["annotations"])
