@@ -229,6 +229,20 @@ def _quantize(src: Path, dst: Path, large: bool = False) -> None:
         root.removeHandler(quiet)
 
 
+def _write_sam_json(folder: Path, meta: dict[str, Any]) -> None:
+    """Write ``sam.json`` atomically, readable like the ONNX files next to it.
+
+    The atomic writer's temporary file is created private (0600); a model folder is meant to be copied to and
+    read by other accounts (a server, a container), so it gets the mode a plain file would get.
+    """
+    from animeseg.io import write_json
+
+    path = write_json(folder / SAM_JSON, meta, indent=2)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _precision(half: bool, int8: bool) -> str:
     if half and int8:
         raise AnimesegError("choose one of --half and --int8, not both")
@@ -531,7 +545,6 @@ def export_sam(
     Returns the folder.
     """
     from animeseg import __version__
-    from animeseg.io import write_json
     from animeseg.sam import config_from_state_dict, load_sam
 
     checkpoint = Path(checkpoint).expanduser()
@@ -624,7 +637,7 @@ def export_sam(
             "outputs": _io_spec(session.get_outputs()),
         }
         del session
-    write_json(folder / SAM_JSON, meta, indent=2)
+    _write_sam_json(folder, meta)
     return folder
 
 
@@ -647,8 +660,6 @@ def check_sam(
     :func:`default_boxes`. The result is also recorded in ``sam.json`` under ``parity``.
     """
     from segment_anything import SamPredictor
-
-    from animeseg.io import write_json
 
     folder = Path(folder)
     if image is None:
@@ -688,5 +699,5 @@ def check_sam(
     )
     meta = read_sam_json(folder)
     meta["parity"] = report.to_dict()
-    write_json(folder / SAM_JSON, meta, indent=2)
+    _write_sam_json(folder, meta)
     return report

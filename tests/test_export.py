@@ -114,6 +114,8 @@ def test_sam_folder_describes_itself(sam_folder, sam_checkpoint):
     assert meta["config"] == TINY.name and meta["img_size"] == TINY.img_size == 256
     assert meta["precision"] == "fp32" and meta["opset"] == 17
     assert meta["source"]["sha256"] == sha256_file(sam_checkpoint)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in sam_folder.iterdir()}
+    assert modes["sam.json"] == modes["encoder.onnx"]  # as readable as the models it describes
     assert [i["name"] for i in meta["encoder"]["inputs"]] == ["image", "input_size"]
     assert meta["encoder"]["inputs"][0]["shape"] == [1, 3, 256, 256]
     assert meta["encoder"]["outputs"][0]["shape"] == [1, 256, 16, 16]
@@ -262,6 +264,10 @@ def test_detector_int8_and_wrong_model(yolo_checkpoint, yolo_onnx, tmp_path):
     int8 = export_detector(yolo_checkpoint, imgsz=160, int8=True, out=tmp_path)
     assert int8.name == "tiny-seg.int8.onnx"
     assert int8.stat().st_size < 0.5 * yolo_onnx.stat().st_size
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    assert meta["imgsz"] == "[160, 160]" and meta["task"] == "segment"  # Ultralytics' metadata survives
     report = check_detector(yolo_checkpoint, int8, imgsz=160, precision="int8")
     assert report.passed, report.failures()
     # a check against weights the file was not exported from must fail
