@@ -133,12 +133,8 @@ def bench_sam(checkpoint: Path, work: Path, repeats: int, threads: int) -> tuple
     predictor = SamPredictor(sam)
 
     # encoder: PyTorch's set_image (resize, normalise, pad, encode) against prepare_image + encoder.onnx
-    refiners = {k: OnnxSamRefiner(f, providers=["CPUExecutionProvider"]) for k, f in folders.items()}
-    for k, r in refiners.items():  # the bench's own sessions: same threads, no spinning
-        r.encoder, r.decoder = (
-            session(folders[k] / "encoder.onnx", threads),
-            session(folders[k] / "decoder.onnx", threads),
-        )
+    # (the refiner's sessions do not spin-wait and its encoder keeps no memory arena, like session() here)
+    refiners = {k: OnnxSamRefiner(f, threads=threads, providers=["CPUExecutionProvider"]) for k, f in folders.items()}
     fns: dict[str, Callable[[], object]] = {"PyTorch": lambda: predictor.set_image(image)}
     fns.update({f"ONNX Runtime {k}": (lambda r=r: r.embed(image)) for k, r in refiners.items()})
     with torch.inference_mode():

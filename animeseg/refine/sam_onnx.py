@@ -92,6 +92,19 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
 
 
+def _session_options(threads: int | None, arena: bool = True) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    # This runs in one process with PyTorch/Ultralytics: idle ONNX Runtime threads that spin-wait steal the
+    # cores the detector needs next (a PyTorch pass measured up to 10x slower right after a spinning run).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = arena
+    return options
+
+
 class OnnxSamRefiner:
     """SAM box-prompted candidates from an exported folder, on ONNX Runtime.
 
@@ -116,16 +129,13 @@ class OnnxSamRefiner:
         self.img_size = int(self.meta["img_size"])
         self.mask_threshold = float(self.meta.get("mask_threshold", 0.0))
         self.chunk = max(1, int(chunk))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        # This runs in one process with PyTorch/Ultralytics: idle ONNX Runtime threads that spin-wait steal the
-        # cores the detector needs next (a PyTorch pass measured up to 10x slower right after a spinning run).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers or default_providers()
+        # The encoder's global attention needs GBs for a moment (vit_b: 4.5 GB peak, like PyTorch's 3.8 GB);
+        # without the arena that memory goes back after each image instead of staying held between images.
+        encoder_options, options = _session_options(threads, arena=False), _session_options(threads)
         try:
             self.encoder = ort.InferenceSession(
-                str(self.folder / self.meta["encoder"]["file"]), options, providers=providers
+                str(self.folder / self.meta["encoder"]["file"]), encoder_options, providers=providers
             )
             self.decoder = ort.InferenceSession(
                 str(self.folder / self.meta["decoder"]["file"]), options, providers=providers
