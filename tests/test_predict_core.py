@@ -309,3 +309,28 @@ def test_a_new_refiner_is_one_class(tiny_pt):
     out = seg(img)
     assert len(out) == len(seg.detect(img)) > 0
     assert all(r["method"] == "dilate" and r["candidate"] in (0, 1) for r in out.refine)
+
+
+def test_segmenter_keeps_torch_multithreaded(tiny_pt):
+    """Importing Ultralytics first would leave torch (and SAM) on one thread; the Segmenter must not."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"from animeseg.predict import Segmenter; Segmenter({str(tiny_pt)!r}); "
+        "import os, torch; print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    threads, omp = out.stdout.decode().split()
+    default = (
+        subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert omp == "1"  # Ultralytics did set it...
+    assert threads == default  # ...but torch kept its own default
