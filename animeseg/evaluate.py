@@ -167,6 +167,8 @@ def class_map(
         raise AnimesegError(f"--classes {text!r}: no {what} of that name or id (have: {', '.join(names)})")
 
     if pairs:
+        if not isinstance(pairs, dict):
+            pairs = [p.strip() for item in pairs for p in str(item).split(",") if p.strip()]  # a=b,c=d works too
         items = pairs.items() if isinstance(pairs, dict) else (p.split("=", 1) if "=" in p else (p, p) for p in pairs)
         out: dict[int, int] = {}
         for model_side, gt_side in items:
@@ -302,6 +304,36 @@ def _segmenter(model: str | Path, refiner: Any, **kwargs: Any) -> Any:
     return Segmenter(model, refiner, **kwargs)
 
 
+def refine_confident(seg: Any, image: np.ndarray, raw: Instances, threshold: float) -> Instances:
+    """Refined instances: those scoring >= ``threshold`` go through ``seg.refine`` together (exactly what
+    ``animeseg predict --conf threshold --refine ...`` would output for them, overlaps settled among them); the
+    low-score tail AP also reads keeps its raw masks. Same instances, scores and order as ``raw``.
+
+    Refining the tail too would cost a refiner call per low-confidence box (up to ``max_det`` per image) for
+    detections nobody keeps in practice.
+    """
+    top = raw.scores >= threshold
+    if top.all():
+        return seg.refine(image, raw)
+    head, tail = seg.refine(image, raw[top]), raw[~top]
+    name = getattr(getattr(seg, "refiner", None), "name", "refiner")
+    tail_records = [
+        {**rec, "method": name, "refined": False, "reason": f"score below {threshold}: not refined"}
+        for rec in tail.refine
+    ]
+    order = np.concatenate([np.flatnonzero(top), np.flatnonzero(~top)])
+    inverse = np.argsort(order, kind="stable")
+    records = list(head.refine) + tail_records
+    return Instances(
+        np.concatenate([head.boxes, tail.boxes])[inverse],
+        np.concatenate([head.scores, tail.scores])[inverse],
+        np.concatenate([head.classes, tail.classes])[inverse],
+        np.concatenate([head.masks, tail.masks])[inverse],
+        dict(raw.names),
+        [records[i] for i in inverse],
+    )
+
+
 @dataclass
 class Variant:
     """One set of predictions being scored (``raw``, ``refined``)."""
@@ -385,7 +417,7 @@ def evaluate(
                 raw = seg.detect(image)
                 outputs = [raw]
                 if has_refiner:
-                    outputs.append(seg.refine(image, raw))
+                    outputs.append(refine_confident(seg, image, raw, threshold))
             except InputError as e:
                 failures.append((str(path), e.problem))
                 records.append({**record, "status": "error", "error": e.problem})

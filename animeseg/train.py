@@ -300,7 +300,7 @@ def train_arguments(
     """The Ultralytics train arguments: study defaults, then named options, then pass-through ``extra``.
 
     A named option and an ``extra`` key for the same argument is an error (which one was meant?). Warns once when
-    ``lr0`` is set while the optimizer stays ``auto``, because Ultralytics then ignores it.
+    ``lr0`` (or ``momentum``) is set while the optimizer stays ``auto``, because Ultralytics then ignores it.
     """
     extra = dict(extra or {})
     check_extra(extra)
@@ -321,11 +321,13 @@ def train_arguments(
     args = {**STUDY_DEFAULTS, **{k: v for k, v in named.items() if v is not None}, **extra}
     if isinstance(args.get("batch"), float) and args["batch"].is_integer():
         args["batch"] = int(args["batch"])
-    lr_set = lr0 is not None or "lr0" in extra
-    if lr_set and str(args.get("optimizer", "auto")).lower() == "auto":
+    # optimizer=auto picks the optimizer, lr0 and momentum itself: a value the user set would silently vanish
+    ignored = [k for k in ("lr0", "momentum") if named[k] is not None or k in extra]
+    if ignored and str(args.get("optimizer", "auto")).lower() == "auto":
+        values = ", ".join(f"{k}={args[k]}" for k in ignored)
         warn(
-            f"lr0={args['lr0']} has no effect with optimizer=auto (Ultralytics then picks the optimizer and its "
-            "learning rate itself); pass --optimizer SGD or AdamW to use it"
+            f"{values}: no effect with optimizer=auto (Ultralytics then chooses the optimizer, its learning rate "
+            "and momentum itself); pass --optimizer SGD or AdamW to use them"
         )
     dev = args.get("device")
     if _is_cpu(None if dev is None else str(dev)):
@@ -469,6 +471,16 @@ def _final_metrics(trainer: Any, best: Path) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in metrics.items() if k.startswith("metrics/") or k == "fitness"}
 
 
+def default_weights_dir() -> Path:
+    """The folder ``predict`` looks in first (``animeseg.weights``: ``$ANIMESEG_WEIGHTS``, the checkout's
+    ``weights/``, else ``./weights``); ``./weights`` where that module is not installed."""
+    try:
+        from animeseg.weights import weights_dir
+    except ImportError:
+        return (Path.cwd() / "weights").resolve()
+    return Path(weights_dir()).expanduser().resolve()
+
+
 def _copy_weights(best: Path, weights_dir: Path, run_name: str) -> Path:
     dst = weights_dir / f"animeseg-{run_name}.pt"
     with atomic_path(dst) as tmp:
@@ -495,7 +507,7 @@ def train(
     weight_decay: float | None = None,
     dropout: float | None = None,
     extra: dict[str, Any] | None = None,
-    weights_dir: str | Path | None = "weights",
+    weights_dir: str | Path | None = None,
     callbacks: dict[str, Callable[[Any], None] | list[Callable[[Any], None]]] | None = None,
     verbose: bool = False,
     workers: int = 1,
@@ -514,8 +526,8 @@ def train(
         resume: continue the interrupted run ``project/name`` (the latest run under ``project`` without a name).
         from_scratch: same architecture as ``model``, no pretrained weights.
         extra: any further Ultralytics train arguments (``{"mosaic": 0.5, "plots": False}``).
-        weights_dir: where the best weights and their ``.json`` sidecar are copied; None skips the copy and
-            returns the run's ``best.pt``.
+        weights_dir: where the best weights and their ``.json`` sidecar are copied (default: see
+            :func:`default_weights_dir`).
         callbacks: Ultralytics callbacks to add, ``{event: fn or [fn, ...]}``.
         verbose: show Ultralytics' own log and per-batch progress.
         workers: worker processes when a ``datasets.yaml`` has to be built.
@@ -640,7 +652,8 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     if not best.is_file():
         raise AnimesegError(f"{save_dir}: training ended without writing weights")
-    out = best if weights_dir is None else _copy_weights(best, Path(weights_dir).expanduser().resolve(), save_dir.name)
+    folder = Path(weights_dir).expanduser().resolve() if weights_dir is not None else default_weights_dir()
+    out = _copy_weights(best, folder, save_dir.name)
     sidecar = {
         "weights": out.name,
         "weights_sha256": _sha256(out),

@@ -154,6 +154,7 @@ def test_class_map():
     assert class_map(model, gt) == {1: 2}  # equal names, case-insensitive
     assert class_map(model, gt, ["person=character"]) == {0: 1}
     assert class_map(model, gt, ["0=1", "dog=dog"]) == {0: 1, 1: 2}
+    assert class_map(model, gt, ["person=character,dog=2"]) == {0: 1, 1: 2}
     with pytest.raises(AnimesegError, match="share no name"):
         class_map({0: "person"}, {1: "character"})
     with pytest.raises(AnimesegError, match="cat"):
@@ -181,7 +182,8 @@ def test_eval_real_art_matches_pycocotools(tmp_path, renpy, shared_onnx, network
     res = runner.invoke(
         app,
         ["eval", "--model", str(shared_onnx), "--data", str(gt), "--images", str(tmp_path / "images"),
-         "--classes", "person=character", "--imgsz", "320", "--device", "cpu", "--out", str(out)],
+         "--classes", "person=character", "--imgsz", "320", "--device", "cpu", "--out", str(out),
+         "--refine", "grabcut"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -190,20 +192,26 @@ def test_eval_real_art_matches_pycocotools(tmp_path, renpy, shared_onnx, network
     assert {a["category_id"] for a in pred["annotations"]} == {1}
     assert all(i["status"] == "ok" for i in pred["images"]) and len(pred["images"]) == 4
 
+    refined = json.loads((out / "predictions-refined.json").read_text())
+    # one detection pass: the same detections and scores, only masks differ
+    assert [a["score"] for a in refined["annotations"]] == [a["score"] for a in pred["annotations"]]
+    assert any(a["refined"] for a in refined["annotations"])
+
     coco = COCO(str(gt))
-    for iou_type, key in (("segm", "mask"), ("bbox", "box")):
-        ev = COCOeval(coco, coco.loadRes(pred["annotations"]), iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        got = metrics["results"]["raw"][key]
-        assert got["AP"] == pytest.approx(ev.stats[0], abs=1e-4)
-        assert got["AP50"] == pytest.approx(ev.stats[1], abs=1e-4)
-        assert got["AP75"] == pytest.approx(ev.stats[2], abs=1e-4)
+    for variant, doc in (("raw", pred), ("refined", refined)):
+        for iou_type, key in (("segm", "mask"), ("bbox", "box")):
+            ev = COCOeval(coco, coco.loadRes(doc["annotations"]), iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            got = metrics["results"][variant][key]
+            assert got["AP"] == pytest.approx(ev.stats[0], abs=1e-4)
+            assert got["AP50"] == pytest.approx(ev.stats[1], abs=1e-4)
+            assert got["AP75"] == pytest.approx(ev.stats[2], abs=1e-4)
     # the COCO person model does find these characters: a real signal, not an empty run
     assert metrics["results"]["raw"]["mask"]["AP50"] > 0.5
     assert metrics["results"]["raw"]["foreground"]["IoU"] > 0.3
-    assert "mask AP" in (out / "metrics.md").read_text()
+    assert "| metric | raw | refined |" in (out / "metrics.md").read_text()
     assert network_attempts() == []
 
 
@@ -213,3 +221,23 @@ def test_eval_errors_are_one_line(tmp_path, shared_onnx):
     assert res.exit_code != 0 and "missing.pt" in str(res.exception)
     res = runner.invoke(app, ["eval", "--model", str(shared_onnx), "--data", str(gt), "--imgsz", "320"])
     assert isinstance(res.exception, AnimesegError) and "--classes" in str(res.exception)  # person vs character
+
+
+def test_refine_confident_refines_only_found_instances():
+    from animeseg.evaluate import refine_confident
+
+    class Grow:
+        refiner = type("R", (), {"name": "grow"})()
+
+        def refine(self, image, inst):
+            out = inst[np.arange(len(inst))]
+            out.masks = np.ones_like(inst.masks)
+            out.refine = [{"method": "grow", "refined": True} for _ in range(len(inst))]
+            return out
+
+    raw = instances([square(0, 0), square(10, 10), square(20, 20)], [0.9, 0.1, 0.5])
+    out = refine_confident(Grow(), np.zeros((H, W, 3), np.uint8), raw, threshold=0.25)
+    assert out.scores.tolist() == pytest.approx([0.9, 0.1, 0.5])  # same instances, same order
+    assert [m.all() for m in out.masks] == [True, False, True]
+    assert (out.masks[1] == raw.masks[1]).all()
+    assert [r["refined"] for r in out.refine] == [True, False, True] and "below" in out.refine[1]["reason"]

@@ -256,6 +256,7 @@ def test_grabcut_candidates_improve_a_blocky_mask(size, max_side):
 
 
 def test_grabcut_degenerate_inputs():
+    from animeseg.fusion import fuse
     from animeseg.refine.grabcut import GrabCutRefiner
 
     image = _image(40, 50)
@@ -267,6 +268,13 @@ def test_grabcut_degenerate_inputs():
     for mask, box in ((full, [0, 0, 50, 40]), (empty, [5, 5, 20, 20]), (tiny, [10, 10, 12, 12])):
         c = refiner.candidates(image, np.array([box], np.float32), mask)
         assert c.masks.shape == (1, 3, 40, 50)
+        out = fuse(Instances(np.array([box]), [0.9], [0], mask), c, "grabcut")
+        assert len(out) == 1 and out.refine[0]["reason"]
+    c = refiner.candidates(image, np.array([[0, 0, 50, 40]], np.float32), full)
+    assert not c.masks.any() and not c.scores.any()  # no background to learn from: nothing proposed
+    out = fuse(Instances(np.array([[0, 0, 50, 40]]), [0.9], [0], full), c, "grabcut")
+    assert out.refine[0]["refined"] is False and "empty" in out.refine[0]["reason"]
+    np.testing.assert_array_equal(out.masks, full)
     none = refiner.candidates(image, np.zeros((0, 4), np.float32), np.zeros((0, 40, 50), bool))
     assert none.masks.shape == (0, 3, 40, 50)
 
@@ -286,3 +294,51 @@ def test_grabcut_raises_mask_ap_on_anime_composites(shared_onnx, composites):
     ap_plain, ap_refined = coco_mask_ap(composites, plain), coco_mask_ap(composites, refined)
     assert ap_refined >= ap_plain + 0.06, (ap_plain, ap_refined)
     assert sum(r["refined"] for p in refined for r in p.refine) >= 0.8 * sum(len(p) for p in refined)
+
+
+def test_a_new_refiner_is_one_class(tiny_pt):
+    """The documented extension point: any object with ``name`` and ``candidates`` plugs into the Segmenter."""
+    import cv2
+
+    from animeseg.refine.base import Candidates, Refiner
+
+    class DilateRefiner:
+        name = "dilate"
+
+        def candidates(self, image, boxes, masks):
+            grown = [
+                [cv2.dilate(m.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0 for r in (1, 2)] for m in masks
+            ]
+            return Candidates(np.array(grown, bool).reshape(len(masks), 2, *masks.shape[1:]), np.ones((len(masks), 2)))
+
+    assert isinstance(DilateRefiner(), Refiner)
+    seg = Segmenter(tiny_pt, refiner=DilateRefiner(), imgsz=64, conf=0.0, max_det=3)
+    img = _image(seed=5)
+    out = seg(img)
+    assert len(out) == len(seg.detect(img)) > 0
+    assert all(r["method"] == "dilate" and r["candidate"] in (0, 1) for r in out.refine)
+
+
+def test_segmenter_keeps_torch_multithreaded(tiny_pt):
+    """Importing Ultralytics first would leave torch (and SAM) on one thread; the Segmenter must not."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"from animeseg.predict import Segmenter; Segmenter({str(tiny_pt)!r}); "
+        "import os, torch; print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    threads, omp = out.stdout.decode().split()
+    default = (
+        subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert omp == "1"  # Ultralytics did set it...
+    assert threads == default  # ...but torch kept its own default

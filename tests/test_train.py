@@ -8,21 +8,49 @@ from pathlib import Path
 
 import pytest
 import torch
-from _synthetic import make_dataset
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 import animeseg.train as T
 from animeseg.cli import app
+from animeseg.data.build import build_dataset
+from animeseg.data.demo import write_demo
 from animeseg.errors import AnimesegError, MissingWeightsError
 
 runner = CliRunner()
 
 
+MINI = """\
+# a small mix of the demo's composites, for tests
+out: built
+seed: 0
+val_fraction: 0.25
+classes: [character]
+imgsz: 128
+sources:
+  - name: composites
+    type: composite
+    foregrounds: anime-segmentation/fg
+    backgrounds: anime-segmentation/bg
+    count: {count}
+    per_image: [1, 2]
+"""
+
+
 @pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path / "data", n_train=8, n_val=4, size=96)
+def config(tmp_path: Path) -> Path:
+    """A ``datasets.yaml`` over the synthetic demo sources (12 composites of generated characters)."""
+    write_demo(tmp_path / "src")
+    path = tmp_path / "src" / "mini.yaml"
+    path.write_text(MINI.format(count=12))
+    return path
+
+
+@pytest.fixture
+def dataset(config: Path) -> Path:
+    """The built dataset's ``data.yaml`` (9 train, 3 val images)."""
+    return Path(build_dataset(config)["out"]) / "data.yaml"
 
 
 def epochs_in(run: Path) -> list[int]:
@@ -46,8 +74,11 @@ def test_train_then_eval_offline(tmp_path, dataset, network_attempts):
     args = sidecar["train_args"]
     assert args["momentum"] == 0.937 and args["weight_decay"] == 0.0005 and args["dropout"] == 0.0
     assert args["amp"] is False and args["imgsz"] == 160 and args["batch"] == 16  # AutoBatch -> 16 on CPU
+    manifest = json.loads((dataset.parent / "manifest.json").read_text())
     assert sidecar["dataset"]["data_yaml"] == str(dataset)
     assert sidecar["dataset"]["data_yaml_sha256"] == T._sha256(dataset)
+    assert sidecar["dataset"]["manifest_sha256"] == T._sha256(dataset.parent / "manifest.json")
+    assert sidecar["dataset"]["config_hash"] == manifest["config_hash"]
     assert "metrics/mAP50-95(M)" in sidecar["metrics"]
     assert sidecar["versions"]["ultralytics"] and sidecar["versions"]["torch"] == torch.__version__
     assert sidecar["names"] == {"0": "character"}
@@ -55,12 +86,12 @@ def test_train_then_eval_offline(tmp_path, dataset, network_attempts):
 
     out = tmp_path / "eval"
     res = runner.invoke(
-        app, ["eval", "--model", str(weights), "--data", str(dataset), "--imgsz", "96", "--device", "cpu",
+        app, ["eval", "--model", str(weights), "--data", str(dataset), "--imgsz", "128", "--device", "cpu",
               "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["ground_truth"]["images"] == 4 and metrics["class_map"] == {"character": "character"}
+    assert metrics["ground_truth"]["images"] == 3 and metrics["class_map"] == {"character": "character"}
     pred = json.loads((out / "predictions.json").read_text())
     coco = COCO(str(dataset.parent / "annotations" / "val.json"))
     if pred["annotations"]:  # a 1-epoch model may find nothing; then AP is 0 by definition
@@ -125,11 +156,11 @@ def test_study_defaults_and_lr0_warning(capsys):
     none = dict.fromkeys(("epochs", "imgsz", "batch", "optimizer", "momentum", "weight_decay", "dropout"))
     args = T.train_arguments(**none, device="cpu", lr0=0.003, extra=None)
     err = capsys.readouterr().err
-    assert args["lr0"] == 0.003 and err.count("lr0=0.003 has no effect with optimizer=auto") == 1
+    assert args["lr0"] == 0.003 and err.count("lr0=0.003: no effect with optimizer=auto") == 1
     T.train_arguments(**{**none, "optimizer": "SGD"}, device="cpu", lr0=0.003, extra=None)
     assert "no effect" not in capsys.readouterr().err
-    T.train_arguments(**none, device="cpu", lr0=None, extra={"lr0": 0.02})
-    assert "no effect" in capsys.readouterr().err  # set through --arg counts too
+    T.train_arguments(**none, device="cpu", lr0=None, extra={"lr0": 0.02, "momentum": 0.8})
+    assert capsys.readouterr().err.count("lr0=0.02, momentum=0.8: no effect") == 1  # --arg counts too; one line
 
 
 def test_pass_through_arguments():
@@ -180,10 +211,26 @@ def test_from_scratch_model_choice(tmp_path):
         T.scratch_model(tmp_path / "my-model.pt")
 
 
+def test_datasets_yaml_is_built_then_reused(config, network_attempts):
+    first = T.resolve_data(config)
+    assert first.built_now and first.data_yaml.is_file()
+    manifest = first.data_yaml.parent / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    config.write_text("# a comment changes nothing\n" + config.read_text())
+    again = T.resolve_data(config)
+    assert not again.built_now and again.data_yaml == first.data_yaml and manifest.stat().st_mtime_ns == stamp
+    assert again.fingerprint()["config_hash"] == json.loads(manifest.read_text())["config_hash"]
+    config.write_text(MINI.format(count=8))  # a real change: rebuilt
+    rebuilt = T.resolve_data(config)
+    images = json.loads(manifest.read_text())["images"]
+    assert rebuilt.built_now and images["train"] + images["val"] == 8
+    assert network_attempts() == []
+
+
 def test_data_resolution(tmp_path, dataset):
     assert T.resolve_data(dataset.parent).data_yaml == dataset  # the folder of a built dataset
     with pytest.raises(AnimesegError, match="neither data.yaml"):
-        T.resolve_data(tmp_path)
+        T.resolve_data(tmp_path / "src" / "coco")
     (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
     with pytest.raises(AnimesegError, match="bad.yaml"):
         T.resolve_data(tmp_path / "bad.yaml")

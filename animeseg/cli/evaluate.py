@@ -18,14 +18,14 @@ def evaluate(
     ),
     split: str = typer.Option("val", "--split", help="Split of a built dataset to evaluate on."),
     images: Path = typer.Option(
-        None, "--images", help="Folder the COCO file's image file_name entries are relative to [default: its folder]."
+        None, "--images", help="Folder the COCO file's image file_name entries are relative to (default: its folder)."
     ),
     classes: list[str] = typer.Option(
         None,
         "--classes",
         "-c",
         help="Map a model class to a ground-truth category, MODEL=GT, by name or id; repeat for several "
-        "(e.g. -c person=character). Unmapped model classes are dropped [default: equal names].",
+        "(e.g. -c person=character). Unmapped model classes are dropped (default: equal names).",
     ),
     imgsz: int = typer.Option(640, "--imgsz", min=32, help="Inference image size in pixels."),
     conf: float = typer.Option(
@@ -40,7 +40,7 @@ def evaluate(
     ),
     iou: float = typer.Option(0.7, "--iou", min=0.0, max=1.0, help="Non-maximum-suppression IoU."),
     max_det: int = typer.Option(100, "--max-det", min=1, help="Most detections per image (COCO AP reads 100)."),
-    device: str = typer.Option(None, "--device", help="cpu or a GPU index such as 0 [default: GPU 0 if any]."),
+    device: str = typer.Option(None, "--device", help="cpu or a GPU index such as 0 (default: GPU 0 if any)."),
     refine: str = typer.Option(
         "none",
         "--refine",
@@ -51,7 +51,7 @@ def evaluate(
     ),
     sam_type: str = typer.Option("auto", "--sam-type", help="SAM architecture: auto (from the weights), vit_b/l/h."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Output folder for metrics.json, metrics.md and predictions [default: runs/eval/...]."
+        None, "--out", "-o", help="Output folder for metrics.json, metrics.md and predictions (default: runs/eval/...)."
     ),
 ) -> None:
     """Evaluate a model on COCO ground truth: mask/box AP (pycocotools), foreground IoU/F/MAE, missed/spurious."""

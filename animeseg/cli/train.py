@@ -22,24 +22,24 @@ def train(
         help="Weights to fine-tune (.pt), or an architecture such as yolov8n-seg.yaml for random weights. "
         "Never downloaded: get official weights with `animeseg weights download`.",
     ),
-    epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs to train [default: 100]."),
-    imgsz: int = typer.Option(None, "--imgsz", min=32, help="Training image size in pixels [default: 640]."),
+    epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs to train (default: 100)."),
+    imgsz: int = typer.Option(None, "--imgsz", min=32, help="Training image size in pixels (default: 640)."),
     batch: float = typer.Option(
         None,
         "--batch",
         "-b",
         help="Images per batch; -1 = AutoBatch (the study's choice, single GPU; 16 on CPU); 0-1 = fraction of GPU "
-        "memory [default: -1].",
+        "memory (default: -1).",
     ),
     device: str = typer.Option(
-        None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) [default: GPU 0 if any, else cpu]."
+        None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) (default: GPU 0 if any, else cpu)."
     ),
     project: Path = typer.Option(Path("runs/train"), "--project", help="Folder that holds the run folders."),
     name: str = typer.Option(
         None,
         "--name",
         "-n",
-        help="Run folder name [default: <model>-<dataset folder>]; also selects the run to resume.",
+        help="Run folder name (default: <model>-<dataset folder>); also selects the run to resume.",
     ),
     resume: bool = typer.Option(
         False,
@@ -50,14 +50,14 @@ def train(
         False, "--from-scratch", help="Same architecture as --model, random initial weights (no weights file needed)."
     ),
     optimizer: str = typer.Option(
-        None, "--optimizer", help="SGD, AdamW, Adam, ... or auto (the study's choice) [default: auto]."
+        None, "--optimizer", help="SGD, AdamW, Adam, ... or auto (the study's choice) (default: auto)."
     ),
     lr0: float = typer.Option(
-        None, "--lr0", help="Initial learning rate [default: 0.01]; ignored by Ultralytics with --optimizer auto."
+        None, "--lr0", help="Initial learning rate (default: 0.01); ignored by Ultralytics with --optimizer auto."
     ),
-    momentum: float = typer.Option(None, "--momentum", help="SGD momentum / Adam beta1 [default: 0.937]."),
-    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay [default: 0.0005]."),
-    dropout: float = typer.Option(None, "--dropout", help="Classification-head dropout [default: 0]."),
+    momentum: float = typer.Option(None, "--momentum", help="SGD momentum / Adam beta1 (default: 0.937)."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay (default: 0.0005)."),
+    dropout: float = typer.Option(None, "--dropout", help="Classification-head dropout (default: 0)."),
     arg: list[str] = typer.Option(
         None,
         "--arg",
@@ -65,7 +65,10 @@ def train(
         help="Any further Ultralytics train argument as key=value; repeat it (e.g. -a mosaic=0.5 -a patience=20).",
     ),
     weights_dir: Path = typer.Option(
-        Path("weights"), "--weights-dir", help="Where the best weights and their .json sidecar are copied."
+        None,
+        "--weights-dir",
+        help="Where the best weights and their .json sidecar are copied (default: $ANIMESEG_WEIGHTS, else the "
+        "checkout's weights/, else ./weights: where `animeseg predict` looks first).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ultralytics' own log and per-batch progress."),
     build_workers: int = typer.Option(
