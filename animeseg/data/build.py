@@ -26,12 +26,10 @@ import yaml
 from animeseg import __version__
 from animeseg.console import console, progress, summary_table, warn
 from animeseg.data.config import DatasetConfig, config_hash, load_config
-from animeseg.data.example import SkipItem
+from animeseg.data.example import CrowdItem, EmptyItem, SkipItem
 from animeseg.data.output import SPLITS, DatasetWriter, SourceTally
 from animeseg.data.preview import render_preview
 from animeseg.data.sources import BuildContext, Listing, Source, Task, make_source
-from animeseg.data.sources.labelme import CrowdItem
-from animeseg.data.sources.mask_pairs import EmptyItem
 from animeseg.data.write import Written, write_example
 from animeseg.errors import AnimesegError, ConfigError, InputError
 from animeseg.io import write_image, write_json, write_text
@@ -283,12 +281,13 @@ def _finish(cfg, out, tmp, writer: DatasetWriter, chosen, only, workers, digest)
 
 
 def _summary(manifest: dict[str, Any]) -> None:
+    """One row per source: images per split, instances, instances dropped, images left out (empty or crowd),
+    bad files; the details are in manifest.json."""
     rows = []
     for t in manifest["sources"]:
         rows.append(
             (
                 t["name"],
-                t["type"],
                 t["images"]["train"],
                 t["images"]["val"],
                 t["instances"]["train"] + t["instances"]["val"],
@@ -297,17 +296,8 @@ def _summary(manifest: dict[str, Any]) -> None:
                 t["skipped_count"],
             )
         )
-    rows.append(
-        (
-            "total",
-            "",
-            manifest["images"]["train"],
-            manifest["images"]["val"],
-            manifest["instances"]["train"] + manifest["instances"]["val"],
-            "",
-            "",
-            sum(t["skipped_count"] for t in manifest["sources"]),
-        )
-    )
-    cols = ("source", "type", "train", "val", "instances", "dropped", "left out", "bad files")
+    images, instances = manifest["images"], manifest["instances"]
+    bad = sum(t["skipped_count"] for t in manifest["sources"])
+    rows.append(("total", images["train"], images["val"], instances["train"] + instances["val"], "", "", bad))
+    cols = ("source", "train", "val", "instances", "dropped", "left out", "bad files")
     console.print(summary_table(f"dataset written to {manifest['out']}", cols, rows))

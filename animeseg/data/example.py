@@ -26,6 +26,14 @@ class SkipItem(Exception):
         super().__init__(f"{file}: {reason}")
 
 
+class EmptyItem(SkipItem):
+    """An item with nothing to learn from (no instances) and ``keep_empty`` off: left out, counted, no warning."""
+
+
+class CrowdItem(SkipItem):
+    """An image left out because it holds a crowd / ignore region (``crowd: skip_image``): counted, no warning."""
+
+
 @dataclass
 class Example:
     """One image ready to write.

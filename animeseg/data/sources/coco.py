@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from animeseg.data.example import Example, SkipItem, copyable, fit_size, resize_image, resize_mask
+from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.jsonstream import iter_elements, read_element
 from animeseg.data.sources import Listing, Source, Task
-from animeseg.data.sources.mask_pairs import EmptyItem
 from animeseg.data.write import rle_area_box
 from animeseg.io import read_image
 from animeseg.masks import decode_rle, encode_rle

@@ -31,18 +31,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from animeseg.data.example import Example, SkipItem, copyable, fit_size, resize_image, resize_mask
+from animeseg.data.example import CrowdItem, EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.sources import Listing, Source, Task, relative
-from animeseg.data.sources.mask_pairs import EmptyItem
 from animeseg.errors import InputError
 from animeseg.io import IMAGE_EXTS, _pil_open, list_files, read_image
 
 REGION_SHAPES = ("polygon", "rectangle", "circle", "mask", "oriented_rectangle")
 _INSTANCE_SUFFIX = re.compile(r"^(.+)-(\d+)$")
-
-
-class CrowdItem(SkipItem):
-    """An image left out because it holds a crowd / ignore region (``crowd: skip_image``); counted, no warning."""
 
 
 def base_label(label: str) -> str:

@@ -14,14 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from animeseg.data.example import Example, SkipItem, copyable, fit_size, resize_image, resize_mask
+from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.sources import Listing, Source, Task, relative
 from animeseg.errors import InputError
 from animeseg.io import _open, _to_8bit, list_files, read_image
-
-
-class EmptyItem(SkipItem):
-    """An item with nothing to learn from (no instances) and ``keep_empty`` off: left out, counted, no warning."""
 
 
 def read_binary_mask(path: Path, threshold: int = 127) -> np.ndarray:
