@@ -15,7 +15,7 @@ from animeseg.data.build import build_dataset
 from animeseg.data.jsonstream import iter_elements, read_element
 from animeseg.errors import InputError
 from animeseg.io import write_image
-from animeseg.masks import decode_rle, encode_rle, mask_iou
+from animeseg.masks import box_xyxy_to_xywh, decode_rle, encode_rle, mask_iou, mask_to_box, polygon_to_mask
 
 
 def uncompressed(mask: np.ndarray) -> dict:
@@ -108,13 +108,22 @@ def reference_mask(a: dict, h: int, w: int) -> np.ndarray:
 
 
 def load_out(out: Path) -> dict[str, list[np.ndarray]]:
-    """original file name -> written masks, via provenance and the COCO files."""
+    """original file name -> written masks, via provenance and the COCO files; checks that the label polygons,
+    bbox and area agree with the RLE masks on the way."""
     prov = {json.loads(x)["image"]: json.loads(x) for x in (out / "provenance.jsonl").read_text().splitlines()}
     result = {}
     for split in ("train", "val"):
         doc = json.loads((out / "annotations" / f"{split}.json").read_text())
         for im in doc["images"]:
-            masks = [decode_rle(a["segmentation"]) for a in doc["annotations"] if a["image_id"] == im["id"]]
+            anns = [a for a in doc["annotations"] if a["image_id"] == im["id"]]
+            masks = [decode_rle(a["segmentation"]) for a in anns]
+            h, w = im["height"], im["width"]
+            lines = (out / "labels" / split / (Path(im["file_name"]).stem + ".txt")).read_text().splitlines()
+            assert len(lines) == len(masks)
+            for m, a, line in zip(masks, anns, lines, strict=True):
+                poly = np.array(line.split()[1:], float).reshape(-1, 2) * [w, h]
+                assert mask_iou(m, polygon_to_mask(poly, h, w)) >= 0.95
+                assert a["area"] == int(m.sum()) and a["bbox"] == box_xyxy_to_xywh(mask_to_box(m))
             result[prov[f"images/{split}/{im['file_name']}"]["original"]] = masks
     return result
 

@@ -139,6 +139,11 @@ def test_atomic_writes_leave_no_temp_files(tmp_path):
     with pytest.raises(ValueError):
         write_image(tmp_path / "a" / "z.unknownext", np.zeros((4, 4, 3), np.uint8))
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.json", "y.png"]
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "a" / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
 
 
 # ---------------------------------------------------------------------------------------------------- masks

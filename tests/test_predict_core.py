@@ -256,6 +256,7 @@ def test_grabcut_candidates_improve_a_blocky_mask(size, max_side):
 
 
 def test_grabcut_degenerate_inputs():
+    from animeseg.fusion import fuse
     from animeseg.refine.grabcut import GrabCutRefiner
 
     image = _image(40, 50)
@@ -267,6 +268,13 @@ def test_grabcut_degenerate_inputs():
     for mask, box in ((full, [0, 0, 50, 40]), (empty, [5, 5, 20, 20]), (tiny, [10, 10, 12, 12])):
         c = refiner.candidates(image, np.array([box], np.float32), mask)
         assert c.masks.shape == (1, 3, 40, 50)
+        out = fuse(Instances(np.array([box]), [0.9], [0], mask), c, "grabcut")
+        assert len(out) == 1 and out.refine[0]["reason"]
+    c = refiner.candidates(image, np.array([[0, 0, 50, 40]], np.float32), full)
+    assert not c.masks.any() and not c.scores.any()  # no background to learn from: nothing proposed
+    out = fuse(Instances(np.array([[0, 0, 50, 40]]), [0.9], [0], full), c, "grabcut")
+    assert out.refine[0]["refined"] is False and "empty" in out.refine[0]["reason"]
+    np.testing.assert_array_equal(out.masks, full)
     none = refiner.candidates(image, np.zeros((0, 4), np.float32), np.zeros((0, 40, 50), bool))
     assert none.masks.shape == (0, 3, 40, 50)
 
@@ -309,3 +317,28 @@ def test_a_new_refiner_is_one_class(tiny_pt):
     out = seg(img)
     assert len(out) == len(seg.detect(img)) > 0
     assert all(r["method"] == "dilate" and r["candidate"] in (0, 1) for r in out.refine)
+
+
+def test_segmenter_keeps_torch_multithreaded(tiny_pt):
+    """Importing Ultralytics first would leave torch (and SAM) on one thread; the Segmenter must not."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"from animeseg.predict import Segmenter; Segmenter({str(tiny_pt)!r}); "
+        "import os, torch; print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    threads, omp = out.stdout.decode().split()
+    default = (
+        subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert omp == "1"  # Ultralytics did set it...
+    assert threads == default  # ...but torch kept its own default

@@ -1,7 +1,95 @@
-"""`animeseg export` commands."""
+"""`animeseg export`: models to ONNX, each export checked against PyTorch before it is trusted."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="(being written)", no_args_is_help=True)
+from animeseg.errors import AnimesegError
+
+app = typer.Typer(
+    help="Export the detector and Segment Anything to ONNX (run them with ONNX Runtime, without PyTorch).",
+    no_args_is_help=True,
+)
+
+SAM_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
+
+
+@app.command("onnx")
+def onnx_command(
+    model: Path | None = typer.Option(
+        None, "--model", help="YOLO segmentation checkpoint (.pt) to export; written as OUT/<name>.onnx."
+    ),
+    imgsz: int = typer.Option(
+        640, "--imgsz", help="Detector input size in pixels (multiple of 32), always set explicitly in the export."
+    ),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Detector with dynamic batch and image size."),
+    half: bool = typer.Option(False, "--half", help="Detector in FP16 (SAM stays FP32: FP16 is slower on CPUs)."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Dynamic int8 quantisation (ONNX Runtime) of the detector and SAM, for CPUs."
+    ),
+    out: Path = typer.Option(Path("exports"), "--out", help="Output folder (SAM goes to OUT/sam_<type>[_int8]/)."),
+    sam_checkpoint: Path | None = typer.Option(
+        None, "--sam-checkpoint", help="Segment Anything checkpoint (.pth) to export as encoder + decoder ONNX."
+    ),
+    sam_type: str = typer.Option(
+        "auto", "--sam-type", help="SAM architecture: auto (read from the checkpoint), vit_b, vit_l or vit_h."
+    ),
+    check_image: Path | None = typer.Option(
+        None, "--check-image", help="Image for the parity checks (default: a built-in synthetic scene)."
+    ),
+) -> None:
+    """Export to ONNX and check each file against PyTorch (mask IoU, largest logit difference).
+
+    A failed parity check is an error (exit code 2): the files are kept for inspection but must not be used.
+    """
+    if model is None and sam_checkpoint is None:
+        raise AnimesegError("nothing to export: give --model PATH and/or --sam-checkpoint PATH")
+    if half and int8:
+        raise AnimesegError("choose one of --half and --int8, not both")
+    if sam_type not in SAM_TYPES:
+        raise AnimesegError(f"--sam-type {sam_type}: choose one of {', '.join(SAM_TYPES)}")
+
+    from animeseg import export as ex
+    from animeseg.console import console, progress, summary_table, warn
+    from animeseg.io import read_image
+
+    image = read_image(check_image) if check_image is not None else None
+    if half and sam_checkpoint is not None:
+        warn("--half applies to the detector only; SAM is exported in FP32")
+    reports: list[ex.Parity] = []
+    steps = (2 if model is not None else 0) + (3 if sam_checkpoint is not None else 0)
+    with progress() as bar:
+        task = bar.add_task("exporting", total=steps)
+        if model is not None:
+            bar.update(task, description=f"exporting {model.name}")
+            onnx_path = ex.export_detector(model, imgsz=imgsz, dynamic=dynamic, half=half, int8=int8, out=out)
+            bar.update(task, advance=1, description="checking detector parity")
+            precision = "int8" if int8 else "fp16" if half else "fp32"
+            reports.append(ex.check_detector(model, onnx_path, image=image, imgsz=imgsz, precision=precision))
+            bar.advance(task)
+        if sam_checkpoint is not None:
+            from animeseg.sam import config_from_state_dict, load_sam
+
+            bar.update(task, description=f"loading {sam_checkpoint.name}")
+            sam = load_sam(sam_checkpoint, sam_type, device="cpu")
+            config = config_from_state_dict(sam.state_dict())
+            bar.update(task, advance=1, description=f"exporting SAM {config.name}")
+            folder = ex.export_sam(sam_checkpoint, sam_type, out / ex.sam_folder_name(config.name, int8), int8, sam=sam)
+            bar.update(task, advance=1, description="checking SAM parity")
+            reports.append(ex.check_sam(folder, sam, image=image))
+            bar.advance(task)
+
+    for report in reports:
+        console.print(ex.parity_table(report))
+    rows = []
+    for report in reports:
+        files = sorted(report.path.iterdir()) if report.path.is_dir() else [report.path]
+        for f in files:
+            if f.is_file():
+                verdict = "passed" if report.passed else "FAILED"
+                rows.append((str(f), f"{f.stat().st_size / 2**20:.1f} MB", report.precision, verdict))
+    console.print(summary_table("ONNX export", ["file", "size", "precision", "parity"], rows))
+    for report in reports:
+        ex.raise_if_failed(report)

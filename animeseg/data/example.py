@@ -32,11 +32,13 @@ class Example:
 
     Attributes:
         image: (H, W, 3) uint8 RGB at the written size.
-        masks: (N, H, W) bool instance masks at the written size.
+        masks: (N, H, W) bool instance masks at the written size, or None when ``rles`` holds the instances.
         classes: (N,) int64 class ids.
         provenance: what the image was made from (source files, composite parameters...), JSON-ready.
-        polygons: optional (K, 2) float polygons in [0, 1] per instance (a YOLO source keeps its own outlines);
-            without them polygons are traced from the masks.
+        polygons: optional (K, 2) float polygons in [0, 1] per instance (None entries allowed): outlines a source
+            already has (a YOLO label, a COCO polygon) are kept; the others are traced from the masks.
+        rles: optional COCO RLE per instance at the written size, instead of ``masks``: a source that has
+            polygons rasterises them straight to RLE (no full-size mask per instance).
         copy_from: an original file whose bytes may be copied unchanged (no resize, no orientation change).
         dropped: instance counts left out, by reason ("label 'dog' not mapped", "crowd region"...).
         files_read: how many source files were opened to make it.
@@ -45,10 +47,11 @@ class Example:
     """
 
     image: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | None
     classes: np.ndarray
     provenance: dict[str, Any]
-    polygons: list[np.ndarray] | None = None
+    polygons: list[np.ndarray | None] | None = None
+    rles: list[dict[str, Any]] | None = None
     copy_from: Path | None = None
     dropped: Counter = field(default_factory=Counter)
     files_read: int = 1
@@ -56,10 +59,12 @@ class Example:
 
     def __post_init__(self) -> None:
         h, w = self.image.shape[:2]
-        self.masks = np.asarray(self.masks, dtype=bool).reshape(-1, h, w)
         self.classes = np.asarray(self.classes, dtype=np.int64).reshape(-1)
-        if len(self.masks) != len(self.classes):
-            raise ValueError(f"{len(self.masks)} masks for {len(self.classes)} classes")
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks, dtype=bool).reshape(-1, h, w)
+        n = len(self.masks) if self.masks is not None else len(self.rles or [])
+        if n != len(self.classes) or (self.polygons is not None and len(self.polygons) != n):
+            raise ValueError(f"{n} instances for {len(self.classes)} classes")
 
 
 def fit_size(width: int, height: int, imgsz: int) -> tuple[int, int]:

@@ -104,7 +104,11 @@ class GrabCutRefiner:
         self.max_side = int(max_side)
 
     def candidates(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray) -> Candidates:
-        """Candidates for N instances: masks (N, K, H, W) bool, scores (N, K) float32 in [0, 1]."""
+        """Candidates for N instances: masks (N, K, H, W) bool, scores (N, K) float32 in [0, 1].
+
+        A candidate GrabCut could not make (empty mask, nothing to learn background from, a box a few pixels
+        wide) is left empty with score 0.
+        """
         h, w = image.shape[:2]
         n, k = len(boxes), len(self.bands)
         out = np.zeros((n, k, h, w), bool)
@@ -126,8 +130,7 @@ class GrabCutRefiner:
         scores = np.zeros(k, np.float32)
         cx1, cy1, cx2, cy2 = self._crop(box, h, w)
         if cx2 - cx1 < 4 or cy2 - cy1 < 4:
-            full[:] = mask
-            return full, scores
+            return full, scores  # too small to cut: empty candidates, so fusion keeps YOLO's mask
         crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
         seed_full = mask[cy1:cy2, cx1:cx2]
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
@@ -146,8 +149,8 @@ class GrabCutRefiner:
         for j, (inner, outer) in enumerate(self.bands):
             cut = self._grabcut(bgr, seed, barrier, max(1, round(inner * side)), max(2, round(outer * side)))
             if cut is None:
-                cut_full = seed_full
-            elif scale < 1.0:
+                continue  # left empty (score 0): fusion never takes an empty candidate
+            if scale < 1.0:
                 soft = cv2.resize(
                     cut.astype(np.float32), (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR
                 )

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from animeseg.data.example import Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.jsonstream import iter_elements, read_element
 from animeseg.data.sources import Listing, Source, Task
 from animeseg.data.sources.mask_pairs import EmptyItem
+from animeseg.data.write import rle_area_box
 from animeseg.io import read_image
-from animeseg.masks import decode_rle, polygons_to_mask
+from animeseg.masks import decode_rle, encode_rle
 
 #: Skipped annotations listed one by one in the manifest (all are counted).
 MAX_LISTED = 1000
@@ -147,8 +149,8 @@ class CocoSource(Source):
         if (ih, iw) != (h, w):
             raise SkipItem(path, f"image is {iw}x{ih} but the annotations say {w}x{h}")
         size = fit_size(w, h, self.ctx.imgsz)
-        sx, sy = size[0] / w, size[1] / h
-        masks: list[np.ndarray] = []
+        rles: list[dict[str, Any]] = []
+        polygons: list[np.ndarray | None] = []
         kept_classes: list[int] = []
         ann_ids: list[Any] = []
         dropped: Counter = Counter()
@@ -156,19 +158,22 @@ class CocoSource(Source):
             for off, n, c in zip(offs.tolist(), lens.tolist(), classes.tolist(), strict=True):
                 ann = read_element(f, off, n)
                 aid = ann.get("id")
-                mask = self._mask(ann.get("segmentation"), h, w, size, sx, sy, path, aid, dropped)
-                if np.count_nonzero(mask) < max(1, self.options["min_area"]):
+                rle, polygon = self._instance(ann.get("segmentation"), (w, h), size, path, aid, dropped)
+                if rle_area_box(rle)[0] < max(1, self.options["min_area"]):
                     dropped["instance below min_area at the written size"] += 1
                     continue
-                masks.append(mask)
+                rles.append(rle)
+                polygons.append(polygon)
                 kept_classes.append(c)
                 ann_ids.append(aid)
-        if not masks and not self.options["keep_empty"]:
+        if not rles and not self.options["keep_empty"]:
             raise EmptyItem(path, "no instance left")
         resized = size != (w, h)
         return Example(
             image=resize_image(image, size),
-            masks=np.array(masks, bool).reshape(-1, size[1], size[0]),
+            masks=None,
+            rles=rles,
+            polygons=polygons,
             classes=np.array(kept_classes, np.int64),
             provenance={"type": "coco", "original": name, "image_id": iid, "annotation_ids": ann_ids},
             copy_from=path if not resized and copyable(path) else None,
@@ -176,8 +181,16 @@ class CocoSource(Source):
         )
 
     @staticmethod
-    def _mask(seg: Any, h: int, w: int, size: tuple[int, int], sx: float, sy: float, path: Path, aid: Any, dropped):
-        """One annotation's segmentation -> (H, W) bool mask at the written ``size``."""
+    def _instance(
+        seg: Any, original: tuple[int, int], size: tuple[int, int], path: Path, aid: Any, dropped: Counter
+    ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """One annotation's segmentation -> (COCO RLE at the written ``size``, YOLO polygon in [0, 1] or None).
+
+        Polygons are scaled and rasterised straight to RLE by pycocotools, and kept as the label's outline (parts
+        joined as Ultralytics' COCO converter joins them); RLE segmentations are decoded and resized, and their
+        outline is traced later.
+        """
+        w, h = original
         if isinstance(seg, list):
             parts = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
             if len(parts) < len(seg):
@@ -185,10 +198,14 @@ class CocoSource(Source):
             if not parts:
                 raise SkipItem(path, f"annotation {aid}: polygon with fewer than 3 points")
             try:
-                scaled = [(np.asarray(p, np.float64).reshape(-1, 2) * [sx, sy]).reshape(-1).tolist() for p in parts]
+                scaled = [np.asarray(p, np.float64).reshape(-1, 2) * [size[0] / w, size[1] / h] for p in parts]
             except (TypeError, ValueError):
                 raise SkipItem(path, f"annotation {aid}: polygon with non-numeric coordinates") from None
-            return polygons_to_mask(scaled, size[1], size[0])
+            flat = [p.reshape(-1).tolist() for p in scaled]
+            rle = mask_utils.merge(mask_utils.frPyObjects(flat, size[1], size[0]))
+            rle = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+            joined = scaled[0] if len(scaled) == 1 else _join_parts(flat)
+            return rle, joined / [size[0], size[1]]
         if isinstance(seg, dict) and "counts" in seg:
             rle_size = seg.get("size")
             if list(rle_size or []) != [h, w]:
@@ -197,5 +214,12 @@ class CocoSource(Source):
                 mask = decode_rle(seg)
             except Exception as e:
                 raise SkipItem(path, f"annotation {aid}: RLE does not decode ({e})") from None
-            return resize_mask(mask, size)
+            return encode_rle(resize_mask(mask, size)), None
         raise SkipItem(path, f"annotation {aid}: no polygon or RLE segmentation")
+
+
+def _join_parts(parts: list[list[float]]) -> np.ndarray:
+    """Several polygon parts of one instance as one (K, 2) outline, bridged at their closest points."""
+    from ultralytics.data.converter import merge_multi_segment
+
+    return np.concatenate(merge_multi_segment(parts), axis=0).reshape(-1, 2)

@@ -66,6 +66,14 @@ class _Foreground:
         ys = np.flatnonzero(opaque.any(1))
         xs = np.flatnonzero(opaque.any(0))
         self.box = (float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1]))  # pixel centres, inclusive
+        self._premul: np.ndarray | None = None
+
+    @property
+    def premul(self) -> np.ndarray:
+        """Premultiplied RGBA, computed once per decoded file."""
+        if self._premul is None:
+            self._premul = premultiply(self.rgba)
+        return self._premul
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -152,11 +160,40 @@ def jitter_hsv(rgb: np.ndarray, gains: list[float]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- painting
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 -> premultiplied RGBA uint8 (colour scaled by alpha), so resampling never bleeds the colour of
+    transparent pixels into the edges."""
+    return cv2.cvtColor(np.ascontiguousarray(rgba), cv2.COLOR_RGBA2mRGBA)
+
+
+def _shrink_for_warp(pm: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrinking a lot in one bilinear warp aliases line art: pre-shrink with area averaging to 1.5x the final
+    scale, and return the image with the 3x3 matrix that maps *its* pixels to the canvas."""
+    s = math.sqrt(abs(np.linalg.det(m[:2, :2])))
+    if s >= 0.6:
+        return pm, m
+    f = s * 1.5
+    size = (max(1, round(pm.shape[1] * f)), max(1, round(pm.shape[0] * f)))
+    fw, fh = size[0] / pm.shape[1], size[1] / pm.shape[0]
+    small = cv2.resize(pm, size, interpolation=cv2.INTER_AREA)
+    # pixel centre j of the shrunk image sits at (j + 0.5) / f - 0.5 in the original
+    return small, m @ np.array([[1 / fw, 0, 0.5 / fw - 0.5], [0, 1 / fh, 0.5 / fh - 0.5], [0, 0, 1]])
+
+
+def _roi(m: np.ndarray, fg_w: int, fg_h: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The canvas box a foreground of ``fg_w`` x ``fg_h`` lands in under ``m`` (None when off the canvas)."""
+    corners = np.array([[-1, -1, 1], [fg_w, -1, 1], [-1, fg_h, 1], [fg_w, fg_h, 1]], np.float64) @ m[:2].T
+    x0, y0 = np.floor(corners.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
 def paint(background: np.ndarray, record: dict[str, Any], foregrounds: list[np.ndarray]) -> np.ndarray:
     """The composite image of a provenance ``record``: (H, W, 3) uint8.
 
-    ``background`` is the decoded background file (RGB), ``foregrounds`` the decoded RGBA foreground files in
-    ``record["foregrounds"]`` order.
+    ``background`` is the decoded background file (RGB); ``foregrounds`` are the foreground files of
+    ``record["foregrounds"]``, in order, as *premultiplied* RGBA (:func:`premultiply`).
     """
     w, h = record["size"]
     bg = record["background"]
@@ -166,24 +203,24 @@ def paint(background: np.ndarray, record: dict[str, Any], foregrounds: list[np.n
     if bg.get("flip"):
         canvas = canvas[:, ::-1]
     canvas = canvas.astype(np.float32)
-    for rgba, fg in zip(foregrounds, record["foregrounds"], strict=True):
+    for pm, fg in zip(foregrounds, record["foregrounds"], strict=True):
         m = np.vstack([np.asarray(fg["matrix"], np.float64), [0.0, 0.0, 1.0]])
-        rgb = jitter_hsv(np.ascontiguousarray(rgba[..., :3]), fg.get("hsv", [1.0, 1.0, 1.0]))
-        alpha = rgba[..., 3]
-        # Shrinking a lot in one bilinear warp aliases line art: pre-shrink with area averaging first.
-        s = math.sqrt(abs(np.linalg.det(m[:2, :2])))
-        if s < 0.6:
-            f = s * 1.5
-            size = (max(1, round(rgba.shape[1] * f)), max(1, round(rgba.shape[0] * f)))
-            fw, fh = size[0] / rgba.shape[1], size[1] / rgba.shape[0]
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-            # pixel centre j of the shrunk image sits at (j + 0.5) / f - 0.5 in the original
-            m = m @ np.array([[1 / fw, 0, 0.5 / fw - 0.5], [0, 1 / fh, 0.5 / fh - 0.5], [0, 0, 1]])
-        warped_rgb = cv2.warpAffine(rgb, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-        warped_a = cv2.warpAffine(alpha, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-        a = (warped_a.astype(np.float32) / 255.0)[..., None]
-        canvas = canvas * (1.0 - a) + warped_rgb.astype(np.float32) * a
+        pm, m = _shrink_for_warp(pm, m)
+        gains = fg.get("hsv", [1.0, 1.0, 1.0])
+        if any(abs(g - 1.0) > 1e-9 for g in gains):  # jitter the straight colour, then premultiply again
+            straight = cv2.cvtColor(pm, cv2.COLOR_mRGBA2RGBA)
+            straight[..., :3] = jitter_hsv(np.ascontiguousarray(straight[..., :3]), gains)
+            pm = premultiply(straight)
+        roi = _roi(m, pm.shape[1], pm.shape[0], w, h)
+        if roi is None:
+            continue
+        rx0, ry0, rx1, ry1 = roi
+        shifted = (np.array([[1.0, 0, -rx0], [0, 1.0, -ry0], [0, 0, 1]]) @ m)[:2]
+        warped = cv2.warpAffine(pm, shifted, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR, borderValue=(0,) * 4)
+        warped = warped.astype(np.float32)
+        a = warped[..., 3:] / 255.0
+        region = canvas[ry0:ry1, rx0:rx1]
+        canvas[ry0:ry1, rx0:rx1] = region * (1.0 - a) + warped[..., :3]
     blur = record.get("blur", 0.0)
     if blur > 0.05:
         canvas = cv2.GaussianBlur(canvas, (0, 0), blur)
@@ -201,7 +238,7 @@ def remake(record: dict[str, Any], foregrounds: str | Path, backgrounds: str | P
     fgs = [read_rgba(Path(foregrounds) / fg["file"]) for fg in record["foregrounds"]]
     bg = read_image(Path(backgrounds) / record["background"]["file"])
     masks = occlude(warp_masks([f[..., 3] for f in fgs], [fg["matrix"] for fg in record["foregrounds"]], w, h))
-    image = paint(bg, record, fgs)
+    image = paint(bg, record, [premultiply(f) for f in fgs])
     return image, np.array(masks, bool).reshape(-1, h, w)
 
 
@@ -365,7 +402,7 @@ class CompositeSource(Source):
         record["dropped"] = gone
         record["noise"] = {"sigma": noise_sigma, "seed": noise_seed}
         record["blur"] = blur
-        image = paint(background, record, [decoded[i].rgba for i in keep])
+        image = paint(background, record, [decoded[i].premul for i in keep])
         cls = self.ctx.class_id(opts["class"])
         return Example(
             image=image,
