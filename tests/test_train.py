@@ -234,3 +234,20 @@ def test_data_resolution(tmp_path, dataset):
     (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
     with pytest.raises(AnimesegError, match="bad.yaml"):
         T.resolve_data(tmp_path / "bad.yaml")
+
+
+def test_multi_gpu_arguments(monkeypatch):
+    """DDP needs cloudpickle and a batch Ultralytics can split; checked before anything starts (no GPU needed)."""
+    import sys
+    import types
+
+    none = dict.fromkeys(("epochs", "imgsz", "optimizer", "lr0", "momentum", "weight_decay", "dropout"))
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # import fails
+    with pytest.raises(AnimesegError, match="cloudpickle"):
+        T.train_arguments(**none, batch=None, device="0,1", extra=None)
+    monkeypatch.setitem(sys.modules, "cloudpickle", types.ModuleType("cloudpickle"))
+    args = T.train_arguments(**none, batch=None, device="0,1", extra=None)
+    assert args["batch"] == 2 * T.DDP_BATCH_PER_GPU and "amp" not in args  # AutoBatch is single-GPU only
+    assert T.train_arguments(**none, batch=32, device="0,1,2,3", extra=None)["batch"] == 32
+    with pytest.raises(AnimesegError, match="multiple of the 4 GPUs"):
+        T.train_arguments(**none, batch=30, device="0,1,2,3", extra=None)
