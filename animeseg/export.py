@@ -230,17 +230,10 @@ def _quantize(src: Path, dst: Path, large: bool = False) -> None:
 
 
 def _write_sam_json(folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``sam.json`` atomically, readable like the ONNX files next to it.
-
-    The atomic writer's temporary file is created private (0600); a model folder is meant to be copied to and
-    read by other accounts (a server, a container), so it gets the mode a plain file would get.
-    """
+    """Write ``sam.json`` atomically (with the usual file permissions, like the ONNX files next to it)."""
     from animeseg.io import write_json
 
-    path = write_json(folder / SAM_JSON, meta, indent=2)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    write_json(folder / SAM_JSON, meta, indent=2)
 
 
 def _precision(half: bool, int8: bool) -> str:

@@ -99,7 +99,7 @@ def _session_options(threads: int | None, arena: bool = True) -> Any:
     if threads:
         options.intra_op_num_threads = int(threads)
     # This runs in one process with PyTorch/Ultralytics: idle ONNX Runtime threads that spin-wait steal the
-    # cores the detector needs next (a PyTorch pass measured up to 10x slower right after a spinning run).
+    # cores the detector needs next (a PyTorch pass measured 10-24x slower right after a spinning run).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = arena
     return options
