@@ -73,6 +73,10 @@ def import_ultralytics():
     their servers when their packages happen to be installed; TensorBoard writes local files and stays as is.
     """
     ensure_offline()
+    # Ultralytics sets OMP_NUM_THREADS=1 on import when it is unset, which leaves torch on ONE thread if its
+    # thread pool is created afterwards (SAM's encoder then runs several times slower on a multi-core CPU).
+    # Importing torch first keeps torch's default of one thread per core.
+    import torch  # noqa: F401
     import ultralytics
     from ultralytics.utils import SETTINGS
 

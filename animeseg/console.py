@@ -17,8 +17,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-#: Messages, progress and tables go to stderr so stdout stays clean for piping.
-console = Console(stderr=True, highlight=False)
+#: Messages, progress and tables go to stderr so stdout stays clean for piping. Text is never wrapped:
+#: a message naming a file must stay one line that grep and logs can take whole.
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def progress(*extra_columns: Any, transient: bool = False) -> Progress:

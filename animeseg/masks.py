@@ -103,6 +103,9 @@ def mask_to_polygon(mask: np.ndarray, epsilon: float = 0.5, min_area: float = 1.
         return np.zeros((0, 2), np.float32)
     if len(contours) == 1:
         return contours[0].astype(np.float32)
+    from animeseg._offline import import_ultralytics
+
+    import_ultralytics()
     from ultralytics.data.converter import merge_multi_segment
 
     merged = merge_multi_segment([c.reshape(-1).tolist() for c in contours])

@@ -55,11 +55,6 @@ class Segmenter:
         device: str | None = None,
         classes: list[int] | None = None,
     ) -> None:
-        # Ultralytics sets OMP_NUM_THREADS=1 on import when it is unset, which leaves torch on ONE thread if
-        # torch's thread pool is created afterwards (SAM's encoder then runs several times slower on a
-        # multi-core CPU). Importing torch first keeps its default of one thread per core.
-        import torch  # noqa: F401
-
         self.model_path = model
         self.model = load_yolo(model, task="segment")
         self.refiner = refiner

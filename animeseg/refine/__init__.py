@@ -30,7 +30,7 @@ def build_refiner(
     """The refiner called ``name``: ``none`` -> None, ``grabcut``, or ``sam``.
 
     ``sam`` needs ``sam_checkpoint``: a SAM ``.pth`` file (loaded with :func:`animeseg.sam.load_sam`, the
-    architecture inferred when ``sam_type`` is ``auto``), or a folder exported by ``animeseg export sam``
+    architecture inferred when ``sam_type`` is ``auto``), or a folder written by ``animeseg export onnx``
     (holding ``sam.json``), which runs with ONNX Runtime. Missing files raise before anything heavy is loaded.
     """
     key = str(name).strip().lower()

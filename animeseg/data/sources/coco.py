@@ -219,6 +219,9 @@ class CocoSource(Source):
 
 def _join_parts(parts: list[list[float]]) -> np.ndarray:
     """Several polygon parts of one instance as one (K, 2) outline, bridged at their closest points."""
+    from animeseg._offline import import_ultralytics
+
+    import_ultralytics()
     from ultralytics.data.converter import merge_multi_segment
 
     return np.concatenate(merge_multi_segment(parts), axis=0).reshape(-1, 2)
