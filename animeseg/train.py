@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -40,6 +39,7 @@ from animeseg._offline import import_ultralytics
 from animeseg.console import console, progress, summary_table, warn
 from animeseg.errors import AnimesegError, ConfigError, InputError
 from animeseg.io import atomic_path, write_json
+from animeseg.weights import sha256_file
 from animeseg.yolo import WEIGHTS_HINT, is_model_config, load_yolo, resolve_model
 
 import_ultralytics()
@@ -83,19 +83,11 @@ class ResolvedData:
         """What identifies the training data in a weights sidecar."""
         return {
             "data_yaml": str(self.data_yaml),
-            "data_yaml_sha256": _sha256(self.data_yaml) if self.data_yaml.is_file() else None,
+            "data_yaml_sha256": sha256_file(self.data_yaml) if self.data_yaml.is_file() else None,
             "manifest": str(self.manifest_path) if self.manifest_path else None,
-            "manifest_sha256": _sha256(self.manifest_path) if self.manifest_path else None,
+            "manifest_sha256": sha256_file(self.manifest_path) if self.manifest_path else None,
             "config_hash": (self.manifest or {}).get("config_hash"),
         }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_yaml(path: Path) -> Any:
@@ -656,7 +648,7 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
     out = _copy_weights(best, folder, save_dir.name)
     sidecar = {
         "weights": out.name,
-        "weights_sha256": _sha256(out),
+        "weights_sha256": sha256_file(out),
         "run": str(save_dir),
         "model": plan.model_label,
         "from_scratch": bool(plan.from_scratch),

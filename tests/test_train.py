@@ -17,6 +17,7 @@ from animeseg.cli import app
 from animeseg.data.build import build_dataset
 from animeseg.data.demo import write_demo
 from animeseg.errors import AnimesegError, MissingWeightsError
+from animeseg.weights import sha256_file
 
 runner = CliRunner()
 
@@ -69,15 +70,15 @@ def test_train_then_eval_offline(tmp_path, dataset, network_attempts):
     assert res.exit_code == 0, res.output + repr(res.exception)
     weights = tmp_path / "weights" / "animeseg-tiny.pt"
     sidecar = json.loads(weights.with_suffix(".json").read_text())
-    assert weights.is_file() and sidecar["weights_sha256"] == T._sha256(weights)
+    assert weights.is_file() and sidecar["weights_sha256"] == sha256_file(weights)
     assert sidecar["run"] == str(tmp_path / "runs" / "tiny") and sidecar["epochs_completed"] == 1
     args = sidecar["train_args"]
     assert args["momentum"] == 0.937 and args["weight_decay"] == 0.0005 and args["dropout"] == 0.0
     assert args["amp"] is False and args["imgsz"] == 160 and args["batch"] == 16  # AutoBatch -> 16 on CPU
     manifest = json.loads((dataset.parent / "manifest.json").read_text())
     assert sidecar["dataset"]["data_yaml"] == str(dataset)
-    assert sidecar["dataset"]["data_yaml_sha256"] == T._sha256(dataset)
-    assert sidecar["dataset"]["manifest_sha256"] == T._sha256(dataset.parent / "manifest.json")
+    assert sidecar["dataset"]["data_yaml_sha256"] == sha256_file(dataset)
+    assert sidecar["dataset"]["manifest_sha256"] == sha256_file(dataset.parent / "manifest.json")
     assert sidecar["dataset"]["config_hash"] == manifest["config_hash"]
     assert "metrics/mAP50-95(M)" in sidecar["metrics"]
     assert sidecar["versions"]["ultralytics"] and sidecar["versions"]["torch"] == torch.__version__
