@@ -26,7 +26,7 @@ import yaml
 from animeseg import __version__
 from animeseg.console import console, progress, summary_table, warn
 from animeseg.data.config import DatasetConfig, config_hash, load_config
-from animeseg.data.example import CrowdItem, EmptyItem, SkipItem
+from animeseg.data.example import SkipItem
 from animeseg.data.output import SPLITS, DatasetWriter, SourceTally
 from animeseg.data.preview import render_preview
 from animeseg.data.sources import BuildContext, Listing, Source, Task, make_source
@@ -55,14 +55,8 @@ def _run(job: tuple[Any, BuildContext, Path, int, str, Task]) -> Written:
     base = Written(seq=seq, source=config.name, name=name, split=task.split, copies=task.copies)
     try:
         example = source.load(task)
-    except CrowdItem as e:
-        base.skip, base.skip_kind = (e.file, e.reason), "crowd"
-        return base
-    except EmptyItem as e:
-        base.skip, base.skip_kind = (e.file, e.reason), "empty"
-        return base
-    except SkipItem as e:
-        base.skip, base.skip_kind = (e.file, e.reason), "bad"
+    except SkipItem as e:  # EmptyItem and CrowdItem too, told apart by their kind
+        base.skip, base.skip_kind = (e.file, e.reason), e.kind
         return base
     except InputError as e:
         base.skip, base.skip_kind = (e.path, e.problem), "bad"

@@ -21,6 +21,9 @@ from animeseg.io import _pil_open
 class SkipItem(Exception):
     """An item that cannot be used: ``file`` and a one-line ``reason`` go to the warning and the manifest."""
 
+    #: How the manifest counts it: ``bad`` (warned about), ``empty`` or ``crowd`` (counted silently).
+    kind = "bad"
+
     def __init__(self, file: str | Path, reason: str):
         self.file, self.reason = str(file), reason
         super().__init__(f"{file}: {reason}")
@@ -29,9 +32,13 @@ class SkipItem(Exception):
 class EmptyItem(SkipItem):
     """An item with nothing to learn from (no instances) and ``keep_empty`` off: left out, counted, no warning."""
 
+    kind = "empty"
+
 
 class CrowdItem(SkipItem):
     """An image left out because it holds a crowd / ignore region (``crowd: skip_image``): counted, no warning."""
+
+    kind = "crowd"
 
 
 @dataclass
