@@ -49,6 +49,29 @@ OFFICIAL: dict[str, SamConfig] = {
 TINY = SamConfig(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), img_size=256, window_size=4)
 
 
+def check_sam_source(path: str | Path | None) -> Path:
+    """The one check of a SAM source given by a user, before anything is loaded: a checkpoint file, or a folder
+    exported by ``animeseg export onnx`` (it holds ``sam.json``). One-line errors name the path and the fix."""
+    if path is None:
+        raise AnimesegError(
+            "--refine sam needs a SAM checkpoint: pass --sam-checkpoint PATH or get one with "
+            "`animeseg weights download sam_vit_b` (--refine grabcut needs no weights)"
+        )
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / "sam.json").is_file():
+            raise AnimesegError(f"{path}: a folder, but not an exported SAM (no sam.json in it)")
+        return path
+    if not path.is_file():
+        raise MissingWeightsError(path, SAM_HINT)
+    return path
+
+
+def sam_types() -> tuple[str, ...]:
+    """Accepted ``--sam-type`` values: ``auto`` (read from the checkpoint) and every known architecture."""
+    return ("auto", *OFFICIAL)
+
+
 def build_sam(config: SamConfig | str) -> Any:
     """A randomly initialised ``segment_anything.modeling.Sam`` in eval mode for ``config`` (or a type name)."""
     import torch

@@ -119,17 +119,20 @@ def _default_weights_dir() -> Path:
     return Path.cwd() / "weights"
 
 
-#: The project's weights folder (``$ANIMESEG_WEIGHTS``, read at each call, takes precedence).
-WEIGHTS_DIR = _default_weights_dir()
+#: A fixed weights folder that replaces the default one (tests and embedding applications set it); None: the
+#: default, worked out at each call (the working directory may change after import).
+WEIGHTS_DIR: Path | None = None
 
 
 def weights_dir(path: str | Path | None = None) -> Path:
     """The weights folder downloads go to: ``path`` when given, else ``$ANIMESEG_WEIGHTS``, else
-    :data:`WEIGHTS_DIR`."""
+    :data:`WEIGHTS_DIR` when set, else ``weights/`` of the source checkout or of the working directory."""
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get("ANIMESEG_WEIGHTS")
-    return Path(env).expanduser() if env else WEIGHTS_DIR
+    if env:
+        return Path(env).expanduser()
+    return WEIGHTS_DIR if WEIGHTS_DIR is not None else _default_weights_dir()
 
 
 def search_dirs(path: str | Path | None = None) -> list[Path]:

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from animeseg import cocojson
+from animeseg._lazy import cv2
 from animeseg.instances import Instances
 from animeseg.io import atomic_path, write_image, write_json, write_text
 from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
@@ -259,9 +259,9 @@ class VideoOutput:
 
 
 # ------------------------------------------------------------------------------------------------ predictions.json
-def error_image(image_id: int, file_name: str, message: str) -> dict[str, Any]:
-    """The ``images`` entry of an input that failed (size unknown: 0)."""
-    return cocojson.image_record(image_id, file_name, 0, 0, status="error", error=message)
+def error_image(image_id: int, file_name: str, message: str, height: int = 0, width: int = 0) -> dict[str, Any]:
+    """The ``images`` entry of an input that failed (size 0 when unknown)."""
+    return cocojson.image_record(image_id, file_name, height, width, status="error", error=message)
 
 
 def ok_image(image_id: int, file_name: str, height: int, width: int) -> dict[str, Any]:
@@ -269,32 +269,44 @@ def ok_image(image_id: int, file_name: str, height: int, width: int) -> dict[str
 
 
 class PredictionsBuilder:
-    """Accumulates images and annotations in input order, numbering both from 1, and writes predictions.json."""
+    """The one writer of ``predictions.json`` (``predict`` and ``eval`` alike): images in input order, each with
+    its status, and their annotations, numbered from 1.
 
-    def __init__(self, names: dict[int, str]):
+    Image ids are numbered from 1 too unless the caller gives them (``eval`` keeps the ground truth's ids).
+    ``categories`` replaces the list made from ``names`` (``eval`` writes the ground truth's own categories).
+    """
+
+    def __init__(self, names: dict[int, str], categories: list[dict[str, Any]] | None = None):
         self.names = dict(names)
+        self.categories = categories
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
 
-    def add_error(self, file_name: str, message: str) -> int:
-        image_id = len(self.images) + 1
-        self.images.append(error_image(image_id, file_name, message))
+    def add_error(
+        self, file_name: str, message: str, image_id: int | None = None, height: int = 0, width: int = 0
+    ) -> int:
+        image_id = len(self.images) + 1 if image_id is None else int(image_id)
+        self.images.append(error_image(image_id, file_name, message, height, width))
         return image_id
 
-    def add_ok(self, file_name: str, height: int, width: int, annotations: Iterable[dict[str, Any]]) -> int:
-        """Add an image and its annotations (ids and image_id are renumbered here)."""
-        image_id = len(self.images) + 1
+    def add_ok(
+        self,
+        file_name: str,
+        height: int,
+        width: int,
+        annotations: Iterable[dict[str, Any]],
+        image_id: int | None = None,
+    ) -> int:
+        """Add an image and its annotations (annotation ids and their image_id are set here)."""
+        image_id = len(self.images) + 1 if image_id is None else int(image_id)
         self.images.append(ok_image(image_id, file_name, height, width))
         for ann in annotations:
             self.annotations.append({**ann, "id": len(self.annotations) + 1, "image_id": image_id})
         return image_id
 
     def document(self) -> dict[str, Any]:
-        return {
-            "images": self.images,
-            "annotations": self.annotations,
-            "categories": cocojson.categories(self.names),
-        }
+        categories = self.categories if self.categories is not None else cocojson.categories(self.names)
+        return {"images": self.images, "annotations": self.annotations, "categories": categories}
 
     def write(self, path: str | Path) -> Path:
         return write_json(path, self.document())

@@ -496,7 +496,7 @@ def test_runner_goes_on_after_a_model_failure_and_cleans_temp_files(tmp_path):
 
     seen = []
     summary = run(
-        expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], show_progress=False, on_item=seen.append
+        expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], on_item=seen.append
     )
     assert [r.status for r in seen] == ["ok", "ok", "error", "ok"]
     assert seen[2].name == "red.png" and seen[2].error == "RuntimeError: model exploded"
@@ -506,11 +506,11 @@ def test_runner_goes_on_after_a_model_failure_and_cleans_temp_files(tmp_path):
     assert [im["status"] for im in doc["images"]] == ["ok", "ok", "error", "ok"]
     assert doc["categories"] == [{"id": 1, "name": "character", "supercategory": "character"}]
 
-    again = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], resume=True, show_progress=False)
+    again = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks"], resume=True)
     assert (again.skipped, again.failed, again.images) == (3, 1, 0)
     assert json.loads((out / "predictions.json").read_text()) == doc
     # asking for more outputs than the records cover redoes those inputs
-    more = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks", "txt"], resume=True, show_progress=False)
+    more = run(expand_sources([src]), _FakeSegmenter(), out, ["json", "masks", "txt"], resume=True)
     assert (more.skipped, more.succeeded) == (0, 3) and len(list(out.rglob("labels/**/*.txt"))) == 3
 
 

@@ -12,7 +12,8 @@ import typer
 
 from animeseg import __version__
 from animeseg.cli import data, evaluate, export, predict, train, weights
-from animeseg.console import error
+from animeseg.cli.console import error
+from animeseg.cli.render import setup_logging
 from animeseg.errors import AnimesegError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _root(
     ),
 ) -> None:
     """Anime-character instance segmentation."""
+    setup_logging()
 
 
 app.add_typer(data.app, name="data")

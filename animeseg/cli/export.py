@@ -6,14 +6,13 @@ from pathlib import Path
 
 import typer
 
+from animeseg.cli import options
 from animeseg.errors import AnimesegError
 
 app = typer.Typer(
     help="Export the detector and Segment Anything to ONNX (run them with ONNX Runtime, without PyTorch).",
     no_args_is_help=True,
 )
-
-SAM_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
 
 
 @app.command("onnx")
@@ -33,9 +32,7 @@ def onnx_command(
     sam_checkpoint: Path | None = typer.Option(
         None, "--sam-checkpoint", help="Segment Anything checkpoint (.pth) to export as encoder + decoder ONNX."
     ),
-    sam_type: str = typer.Option(
-        "auto", "--sam-type", help="SAM architecture: auto (read from the checkpoint), vit_b, vit_l or vit_h."
-    ),
+    sam_type: options.SamType = "auto",
     check_image: Path | None = typer.Option(
         None, "--check-image", help="Image for the parity checks (default: a built-in synthetic scene)."
     ),
@@ -48,11 +45,9 @@ def onnx_command(
         raise AnimesegError("nothing to export: give --model PATH and/or --sam-checkpoint PATH")
     if half and int8:
         raise AnimesegError("choose one of --half and --int8, not both")
-    if sam_type not in SAM_TYPES:
-        raise AnimesegError(f"--sam-type {sam_type}: choose one of {', '.join(SAM_TYPES)}")
 
     from animeseg import export as ex
-    from animeseg.console import console, progress, summary_table, warn
+    from animeseg.cli.console import console, progress, summary_table, warn
     from animeseg.io import read_image
 
     image = read_image(check_image) if check_image is not None else None

@@ -35,7 +35,7 @@ def list_(
     """Show the official checkpoints, their SHA-256 and whether they are in the weights folder, plus any
     animeseg-trained weights and the model `predict` uses by default."""
     from animeseg import weights as W
-    from animeseg.console import console, summary_table
+    from animeseg.cli.console import console, summary_table
     from animeseg.errors import MissingWeightsError
 
     rows = []
@@ -84,7 +84,7 @@ def download(
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
     from animeseg import weights as W
-    from animeseg.console import console, progress
+    from animeseg.cli.console import console, progress
 
     if all_:
         names = list(W.OFFICIAL)
@@ -121,7 +121,7 @@ def verify(
 ) -> None:
     """Check files against their published SHA-256. Exit code 1 if any differs."""
     from animeseg import weights as W
-    from animeseg.console import console, error
+    from animeseg.cli.console import console, error
     from animeseg.errors import AnimesegError, MissingWeightsError
 
     if sha256 is not None and not W.is_sha256(sha256):

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from animeseg.console import console, progress, summary_table
 from animeseg.data.sources.yolo import find_layout, label_path
 from animeseg.errors import InputError
 from animeseg.io import image_size, read_image
+from animeseg.progress import ProgressCallback, Step, report
 
 MAX_LISTED = 1000
 
@@ -77,10 +77,13 @@ def _check_label(path: Path, nc: int | None, errors: _Problems, warnings: _Probl
     return out
 
 
-def check_dataset(folder: str | Path, decode: bool = True) -> dict[str, Any]:
+def check_dataset(
+    folder: str | Path, decode: bool = True, on_progress: ProgressCallback | None = None
+) -> dict[str, Any]:
     """Check a YOLO-seg dataset folder; returns a report dict (``errors``/``warnings`` counts, their first
     listed items, per-split statistics, groups of identical files). ``decode`` reads every image fully (catches
-    truncated files); without it only headers are read."""
+    truncated files); without it only headers are read. ``on_progress`` receives a step per image (task
+    ``check``)."""
     folder = Path(folder).expanduser().resolve()
     groups, names = find_layout(folder)
     nc = len(names) if names else None
@@ -89,49 +92,49 @@ def check_dataset(folder: str | Path, decode: bool = True) -> dict[str, Any]:
     hashes: dict[str, list[str]] = defaultdict(list)
     label_dirs: dict[Path, set[str]] = defaultdict(set)
     total = sum(len(f) for _, f in groups)
-    with progress() as bar:
-        task = bar.add_task("checking", total=total)
-        for split, files in groups:
-            key = split or "all"
-            widths, heights, points, per_image = [], [], [], []
-            instances: Counter = Counter()
-            negatives = missing = 0
-            for img in files:
-                bar.advance(task)
-                lbl = label_path(img)
-                label_dirs[lbl.parent].add(lbl.stem)
-                try:
-                    w, h = (read_image(img).shape[1::-1]) if decode else image_size(img)
-                    widths.append(w)
-                    heights.append(h)
-                except InputError as e:
-                    errors.add(img, f"unreadable image: {e.problem}")
-                with open(img, "rb") as f:
-                    hashes[hashlib.blake2b(f.read(), digest_size=16).hexdigest()].append(str(img))
-                if not lbl.is_file():
-                    missing += 1
-                    negatives += 1
-                    warnings.add(img, "no label file (trained on as background)")
-                    continue
-                found = _check_label(lbl, nc, errors, warnings)
-                per_image.append(len(found))
-                negatives += not found
-                for cls, n in found:
-                    instances[cls] += 1
-                    points.append(n)
-            splits[key] = {
-                "images": len(files),
-                "without_label_file": missing,
-                "negatives": negatives,
-                "instances": {names.get(c, str(c)) if names else str(c): n for c, n in sorted(instances.items())},
-                "width": _spread(widths),
-                "height": _spread(heights),
-                "instances_per_image": {
-                    "mean": round(float(np.mean(per_image)), 3) if per_image else 0.0,
-                    "max": int(max(per_image)) if per_image else 0,
-                },
-                "points_per_polygon": round(float(np.mean(points)), 1) if points else 0.0,
-            }
+    done = 0
+    for split, files in groups:
+        key = split or "all"
+        widths, heights, points, per_image = [], [], [], []
+        instances: Counter = Counter()
+        negatives = missing = 0
+        for img in files:
+            done += 1
+            report(on_progress, Step("check", done, total, "checking"))
+            lbl = label_path(img)
+            label_dirs[lbl.parent].add(lbl.stem)
+            try:
+                w, h = (read_image(img).shape[1::-1]) if decode else image_size(img)
+                widths.append(w)
+                heights.append(h)
+            except InputError as e:
+                errors.add(img, f"unreadable image: {e.problem}")
+            with open(img, "rb") as f:
+                hashes[hashlib.blake2b(f.read(), digest_size=16).hexdigest()].append(str(img))
+            if not lbl.is_file():
+                missing += 1
+                negatives += 1
+                warnings.add(img, "no label file (trained on as background)")
+                continue
+            found = _check_label(lbl, nc, errors, warnings)
+            per_image.append(len(found))
+            negatives += not found
+            for cls, n in found:
+                instances[cls] += 1
+                points.append(n)
+        splits[key] = {
+            "images": len(files),
+            "without_label_file": missing,
+            "negatives": negatives,
+            "instances": {names.get(c, str(c)) if names else str(c): n for c, n in sorted(instances.items())},
+            "width": _spread(widths),
+            "height": _spread(heights),
+            "instances_per_image": {
+                "mean": round(float(np.mean(per_image)), 3) if per_image else 0.0,
+                "max": int(max(per_image)) if per_image else 0,
+            },
+            "points_per_polygon": round(float(np.mean(points)), 1) if points else 0.0,
+        }
     for d, stems in label_dirs.items():
         if d.is_dir():
             for txt in sorted(d.glob("*.txt")):
@@ -156,37 +159,3 @@ def _spread(values: list[int]) -> dict[str, int]:
     if not values:
         return {"min": 0, "median": 0, "max": 0}
     return {"min": int(min(values)), "median": int(np.median(values)), "max": int(max(values))}
-
-
-def print_report(report: dict[str, Any], show: int = 30) -> None:
-    """The report as tables and one line per problem (the first ``show`` of each kind)."""
-    rows = []
-    for split, s in report["splits"].items():
-        inst = sum(s["instances"].values())
-        rows.append(
-            (
-                split,
-                s["images"],
-                s["negatives"],
-                inst,
-                s["instances_per_image"]["mean"],
-                f"{s['width']['min']}-{s['width']['max']}",
-                f"{s['height']['min']}-{s['height']['max']}",
-            )
-        )
-    cols = ("split", "images", "negatives", "instances", "per image", "width", "height")
-    console.print(summary_table(f"dataset {report['folder']}", cols, rows))
-    classes = sorted({c for s in report["splits"].values() for c in s["instances"]})
-    if classes:
-        split_names = list(report["splits"])
-        class_rows = [(c, *(report["splits"][s]["instances"].get(c, 0) for s in split_names)) for c in classes]
-        console.print(summary_table("instances per class", ("class", *split_names), class_rows))
-    for kind, colour in (("error", "red"), ("warning", "yellow")):
-        items = report[f"{kind}_list"]
-        for item in items[:show]:
-            console.print(f"[{colour}]{kind}:[/] {item['file']}: {item['problem']}", soft_wrap=True, highlight=False)
-        extra = report[f"{kind}s"] - min(show, len(items))
-        if extra > 0:
-            console.print(f"[{colour}]... and {extra} more {kind}s[/]")
-    verdict = "[green]no errors[/]" if not report["errors"] else f"[red]{report['errors']} errors[/]"
-    console.print(f"{verdict}, {report['warnings']} warnings")

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.refine.base import Candidates
 
 #: (inner, outer) band widths, as fractions of sqrt(box area), one candidate each.

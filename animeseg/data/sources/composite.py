@@ -23,9 +23,9 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.data.example import Example, SkipItem
 from animeseg.data.sources import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
 from animeseg.errors import ConfigError, InputError
