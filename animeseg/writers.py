@@ -30,6 +30,7 @@ from animeseg._lazy import cv2
 from animeseg.instances import Instances
 from animeseg.io import atomic_path, write_image, write_json, write_text
 from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
+from animeseg.yolo_labels import format_line, is_writable
 
 SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video")
 #: Per-image outputs (everything but the run-level json and the per-video video).
@@ -88,27 +89,28 @@ def parse_save(text: str | Iterable[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ paths
 def mask_path(key: str, i: int) -> str:
-    return f"masks/{key}_{i}.png"
+    return f"{KIND_FOLDERS['masks']}/{key}_{i}.png"
 
 
 def semantic_path(key: str) -> str:
-    return f"semantic/{key}.png"
+    return f"{KIND_FOLDERS['semantic']}/{key}.png"
 
 
 def cutout_path(key: str, i: int | None = None) -> str:
-    return f"cutouts/{key}.png" if i is None else f"cutouts/{key}_{i}.png"
+    folder = KIND_FOLDERS["cutouts"]
+    return f"{folder}/{key}.png" if i is None else f"{folder}/{key}_{i}.png"
 
 
 def overlay_path(key: str) -> str:
-    return f"overlays/{key}.jpg"
+    return f"{KIND_FOLDERS['overlays']}/{key}.jpg"
 
 
 def label_path(key: str) -> str:
-    return f"labels/{key}.txt"
+    return f"{KIND_FOLDERS['txt']}/{key}.txt"
 
 
 def video_path(key: str) -> str:
-    return f"videos/{key}.mp4"
+    return f"{KIND_FOLDERS['video']}/{key}.mp4"
 
 
 # ------------------------------------------------------------------------------------------------ content
@@ -141,8 +143,8 @@ def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None
 
 
 def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
-    """YOLO-seg label lines ``class x1 y1 ... xn yn`` (coordinates / image width or height), one per instance
-    whose mask yields a polygon; exactly what Ultralytics trains on."""
+    """YOLO-seg label lines (:mod:`animeseg.yolo_labels`), one per instance whose mask yields a polygon of 3 or
+    more distinct points; exactly what Ultralytics trains on."""
     h, w = instances.image_size
     lines = []
     for mask, cls in zip(instances.masks, instances.classes, strict=True):
@@ -150,7 +152,8 @@ def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
         if len(poly) < 3:
             continue
         norm = np.clip(poly / np.array([w, h], np.float32), 0.0, 1.0)
-        lines.append(f"{int(cls)} " + " ".join(f"{v:.6f}" for v in norm.reshape(-1)))
+        if is_writable(norm):
+            lines.append(format_line(int(cls), norm))
     return lines
 
 

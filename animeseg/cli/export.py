@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -77,7 +78,7 @@ def onnx_command(
             bar.advance(task)
 
     for report in reports:
-        console.print(ex.parity_table(report))
+        console.print(parity_table(report))
     rows = []
     for report in reports:
         files = sorted(report.path.iterdir()) if report.path.is_dir() else [report.path]
@@ -88,3 +89,24 @@ def onnx_command(
     console.print(summary_table("ONNX export", ["file", "size", "precision", "parity"], rows))
     for report in reports:
         ex.raise_if_failed(report)
+
+
+def parity_table(report: Any) -> Any:
+    """A rich renderable of a parity report: a metric table and a line saying what was compared."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    verdict = "[green]passed[/]" if report.passed else "[red]FAILED[/]"
+    table = Table(
+        title=f"{report.model} {report.precision} ONNX vs PyTorch: {verdict}",
+        title_justify="left",
+        header_style="bold",
+    )
+    for i, col in enumerate(("metric", "value", "limit", "")):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for name, value, limit, ok in report.rows():
+        style = {"pass": "green", "FAIL": "red"}.get(ok, "dim")
+        table.add_row(name, value, limit, f"[{style}]{ok}[/]")
+    detail = f"{report.path}" + (f": {report.detail}" if report.detail else "")
+    return Group(table, Text(detail, style="dim"))

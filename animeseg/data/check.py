@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from animeseg.data.sources.yolo import find_layout, label_path
+from animeseg.data.sources.yolo import find_layout
 from animeseg.errors import InputError
 from animeseg.io import image_size, read_image
 from animeseg.progress import ProgressCallback, Step, report
+from animeseg.yolo_labels import DECIMALS, label_path, read_labels
 
 MAX_LISTED = 1000
 
@@ -36,43 +37,24 @@ class _Problems:
 
 def _check_label(path: Path, nc: int | None, errors: _Problems, warnings: _Problems) -> list[tuple[int, int]]:
     """(class id, points) of each valid polygon line of one label file; problems are recorded."""
-    out = []
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        label = read_labels(path, nc)
     except (OSError, UnicodeDecodeError) as e:
         errors.add(path, f"cannot read ({e})")
-        return out
-    kinds = set()
+        return []
+    kinds = {"polygon" if p.kind == "error" else p.kind for _, p in label.problems}
+    for n, problem in label.problems:
+        (warnings if problem.kind == "box" else errors).add(path, f"line {n}: {problem.reason}")
+    out = []
     seen = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            errors.add(path, f"line {n}: not numbers")
-            continue
-        cls, coords = values[0], np.array(values[1:])
-        if cls != int(cls) or cls < 0 or (nc is not None and cls >= nc):
-            errors.add(path, f"line {n}: class {parts[0]} is not a class id" + (f" (0..{nc - 1})" if nc else ""))
-            continue
-        if len(coords) == 4:
-            kinds.add("box")
-            warnings.add(path, f"line {n}: box-only line (detection label, no polygon)")
-            continue
+    for n, line in label.lines:
         kinds.add("polygon")
-        if len(coords) < 6 or len(coords) % 2:
-            errors.add(path, f"line {n}: polygon with fewer than 3 points or an odd number of values")
-            continue
-        if coords.min() < 0 or coords.max() > 1:
-            errors.add(path, f"line {n}: coordinates outside [0, 1] ({coords.min():.4g}..{coords.max():.4g})")
-            continue
-        if line.strip() in seen:
+        key = (line.class_id, line.polygon.round(DECIMALS).tobytes())
+        if key in seen:
             warnings.add(path, f"line {n}: repeats an earlier line")
-        seen.add(line.strip())
-        out.append((int(cls), len(coords) // 2))
-    if kinds == {"box", "polygon"}:
+        seen.add(key)
+        out.append((line.class_id, len(line.polygon)))
+    if {"box", "polygon"} <= kinds:
         errors.add(path, "mixes polygon and box lines (Ultralytics refuses such files)")
     return out
 
