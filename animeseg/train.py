@@ -18,10 +18,7 @@ Importing this module imports neither Ultralytics nor torch; :func:`train` does.
 
 from __future__ import annotations
 
-import csv
-import importlib.metadata
 import os
-import platform
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -44,6 +41,7 @@ from animeseg.train_args import (
     train_arguments,
 )
 from animeseg.train_data import ResolvedData, is_yolo_data_yaml, resolve_data
+from animeseg.train_sidecar import device_name, final_metrics, jsonable, package_versions, results_rows
 from animeseg.weights import sha256_file
 from animeseg.yolo import WEIGHTS_HINT, is_model_config, load_yolo, resolve_model
 
@@ -97,7 +95,7 @@ def offline_check_amp(model: torch.nn.Module) -> bool:
     if (Path(WEIGHTS_DIR) / "yolo26n.pt").is_file():
         return check_amp(model)
     if device.type == "cuda":
-        gpu = torch.cuda.get_device_name(device)
+        gpu = torch.cuda.getdevice_name(device)
         if _AMP_BAD_GPUS.search(gpu):
             LOGGER.warning(f"AMP: {gpu} is known to give NaN losses with AMP; training in FP32.")
             return False
@@ -179,59 +177,6 @@ def _epoch_progress(model: Any, on_progress: ProgressCallback) -> None:
 
     model.add_callback("on_train_start", on_train_start)
     model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions that decide what a trained model is, for the sidecar."""
-    import torch
-
-    import animeseg
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "animeseg": animeseg.__version__}
-    for dist in ("ultralytics", "torch", "torchvision", "numpy", "opencv-python", "pycocotools"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["torch"] = torch.__version__  # keeps the build tag (+cu130, +cpu)
-    out["cuda"] = torch.version.cuda
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        try:
-            return value.item()
-        except (ValueError, RuntimeError):
-            pass
-    return str(value)
-
-
-def _results_rows(save_dir: Path) -> list[dict[str, str]]:
-    path = save_dir / "results.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
-
-
-def _final_metrics(trainer: Any, best: Path) -> dict[str, float]:
-    """Metrics of the best weights: the final validation in this process, else the checkpoint's (DDP)."""
-    import torch
-
-    metrics = getattr(trainer, "metrics", None)
-    if not isinstance(metrics, dict) or not any(k.startswith("metrics/") for k in metrics):
-        try:
-            metrics = torch.load(best, map_location="cpu", weights_only=False).get("train_metrics") or {}
-        except Exception:
-            metrics = {}
-    return {k: round(float(v), 6) for k, v in metrics.items() if k.startswith("metrics/") or k == "fitness"}
 
 
 def default_weights_dir() -> Path:
@@ -429,26 +374,17 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
         "from_scratch": bool(plan.from_scratch),
         "resumed": plan.checkpoint is not None,
         "dataset": plan.data.fingerprint(),
-        "names": _jsonable(getattr(trainer, "data", {}).get("names", {})),
-        "train_args": _jsonable(vars(trainer.args)),
-        "epochs_completed": len(_results_rows(save_dir)),
-        "metrics": _final_metrics(trainer, best),
+        "names": jsonable(getattr(trainer, "data", {}).get("names", {})),
+        "train_args": jsonable(vars(trainer.args)),
+        "epochs_completed": len(results_rows(save_dir)),
+        "metrics": final_metrics(trainer, best),
         "versions": package_versions(),
-        "device": _device_name(trainer),
+        "device": device_name(trainer),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out.with_suffix(".json"), sidecar, indent=2)
     return TrainResult(out, sidecar, save_dir)
-
-
-def _device_name(trainer: Any) -> str:
-    import torch
-
-    device = getattr(trainer, "device", None)
-    if device is not None and getattr(device, "type", "") == "cuda" and torch.cuda.is_available():
-        return f"{trainer.args.device}: {torch.cuda.get_device_name(device)}"
-    return str(getattr(trainer.args, "device", "cpu") or "cpu")
 
 
 __all__ = [
