@@ -86,6 +86,10 @@ def offline_check_amp(model: torch.nn.Module) -> bool:
     offline branch does (AMP on), saying so.
     """
     import torch
+
+    from animeseg._offline import import_ultralytics
+
+    import_ultralytics()
     from ultralytics.utils import LOGGER, WEIGHTS_DIR
     from ultralytics.utils.checks import check_amp
 
@@ -95,7 +99,7 @@ def offline_check_amp(model: torch.nn.Module) -> bool:
     if (Path(WEIGHTS_DIR) / "yolo26n.pt").is_file():
         return check_amp(model)
     if device.type == "cuda":
-        gpu = torch.cuda.getdevice_name(device)
+        gpu = torch.cuda.get_device_name(device)
         if _AMP_BAD_GPUS.search(gpu):
             LOGGER.warning(f"AMP: {gpu} is known to give NaN losses with AMP; training in FP32.")
             return False
