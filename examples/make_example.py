@@ -20,7 +20,7 @@ SPRITES = ("eileen happy", "sylvie blue smile", "lucy mad")
 def make(renpy: Path, out: Path) -> None:
     screen = Image.open(renpy / "bg" / "bg meadow.jpg").convert("RGBA")
     w, h = screen.size
-    for anchor, name in zip((0.0, 0.5, 1.0), SPRITES):
+    for anchor, name in zip((0.0, 0.5, 1.0), SPRITES, strict=True):
         sprite = Image.open(renpy / "fg" / f"{name}.png").convert("RGBA")
         x = round(anchor * w - anchor * sprite.width)
         screen.alpha_composite(sprite, (x, h - sprite.height))
