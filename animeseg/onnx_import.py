@@ -116,8 +116,11 @@ def read_export(path: str | Path) -> OnnxExport:
         imgsz = int(max(size) if isinstance(size, (list, tuple)) else size)
     except (ValueError, SyntaxError, AttributeError, TypeError):
         raise InputError(path, "unreadable Ultralytics metadata (names or imgsz)") from None
-    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name.startswith("model.")}
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     weights, precision = _dequantised(tensors)
+    # A simplifier may merge equal initializers (say, two identical bias vectors) under one name; the nodes of
+    # each module still say which tensors they use.
+    weights = {**_by_node_scope(model.graph, weights), **{k: v for k, v in weights.items() if k.startswith("model.")}}
     return OnnxExport(
         path=path,
         task=meta["task"],
@@ -128,6 +131,41 @@ def read_export(path: str | Path) -> OnnxExport:
         weights=weights,
         precision=precision,
     )
+
+
+def module_path(node_name: str) -> str | None:
+    """``/model.22/cv3.1/cv3.1.2/Conv`` -> ``model.22.cv3.1.2``: the module a node of a torch export belongs to.
+
+    Each scope is named relative to its parent, except children of containers (Sequential, ModuleList), whose
+    names already carry the container's (``cv3.1`` then ``cv3.1.2``).
+    """
+    parts = node_name.strip("/").split("/")[:-1]
+    if not parts or not parts[0].startswith("model."):
+        return None
+    stack = [parts[0]]
+    for i, p in enumerate(parts[1:], start=1):
+        inside_container = i > 1 and p.startswith(parts[i - 1] + ".")
+        stack.append(f"{stack[-2] if inside_container else stack[-1]}.{p}")
+    return stack[-1]
+
+
+def _by_node_scope(graph: Any, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Weights named after the module of the convolution that uses them (see :func:`module_path`)."""
+    out: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        path = module_path(node.name)
+        if path is None:
+            continue
+        ins = list(node.input)
+        if node.op_type in ("Conv", "ConvTranspose"):
+            for suffix, name in zip((".weight", ".bias"), ins[1:3], strict=False):
+                if name in weights:
+                    out[path + suffix] = weights[name]
+        elif node.op_type == "ConvInteger" and ins[1].removesuffix("_quantized") in weights:
+            out[path + ".weight"] = weights[ins[1].removesuffix("_quantized")]
+        elif node.op_type == "Reshape" and node.name.endswith("bias_reshape") and ins[0] in weights:
+            out[path + ".bias"] = weights[ins[0]]  # the int8 graph adds the bias after the integer convolution
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ mapping

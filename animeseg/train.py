@@ -227,6 +227,9 @@ class AnimesegTrainer(SegmentationTrainer):
     def _setup_train(self):
         import ultralytics.engine.trainer as engine
 
+        if self.device.type == "cpu":
+            # Ultralytics trains on one thread fewer than the cores (one thread on a 2-core laptop): half speed.
+            torch.set_num_threads(os.cpu_count() or 1)
         original = engine.check_amp
         engine.check_amp = _amp_check
         try:

@@ -60,8 +60,11 @@ def list_(
     trained = W.trained_weights(directory)
     for p in trained:
         console.print(f"animeseg-trained: {p}", soft_wrap=True)
-    packaged = [(W.DEFAULT_NAME, str(W.packaged_model(f)), _size(W.packaged_model(f).stat().st_size))
-                for f in ("onnx", "pt") if W.packaged_model(f).is_file()]
+    packaged = [
+        (W.DEFAULT_NAME, str(W.packaged_model(f)), _size(W.packaged_model(f).stat().st_size))
+        for f in ("onnx", "pt")
+        if W.packaged_model(f).is_file()
+    ]
     if packaged:
         console.print(summary_table("Packaged anime model (docs/model.md)", ["name", "file", "size"], packaged))
     try:
@@ -110,8 +113,10 @@ def download(
 
 @app.command("import")
 def import_(
-    onnx_model: Path = typer.Argument(..., help="An Ultralytics YOLOv8/YOLO11 detect or segment ONNX export "
-    "(fp32, fp16 or dynamically quantised int8)."),
+    onnx_model: Path = typer.Argument(
+        ...,
+        help="An Ultralytics YOLOv8/YOLO11 detect or segment ONNX export (fp32, fp16 or dynamically quantised int8).",
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write (default: weights/<onnx name>.pt)."),
     classes: list[str] = typer.Option(
         None, "--class", "-c", help="Keep only this class (id or name; repeat it): the head is cut down to them."
