@@ -4,7 +4,6 @@ characters of the example image (three Ren'Py tutorial sprites, none of which it
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
