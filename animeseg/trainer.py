@@ -7,12 +7,14 @@ without Ultralytics.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from animeseg._offline import import_ultralytics
 
 import_ultralytics()
 
+import torch  # noqa: E402
 from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 
@@ -28,6 +30,9 @@ class AnimesegTrainer(SegmentationTrainer):
     def _setup_train(self):
         import ultralytics.engine.trainer as engine
 
+        if self.device.type == "cpu":
+            # Ultralytics trains on one thread fewer than the cores (one thread on a 2-core laptop): half speed.
+            torch.set_num_threads(os.cpu_count() or 1)
         original = engine.check_amp
         engine.check_amp = _amp_check
         try:

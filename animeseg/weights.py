@@ -107,8 +107,14 @@ OFFICIAL: dict[str, OfficialWeights] = {
     )
 }
 
-#: Official model used when no --model is given and no animeseg-trained weights exist.
-DEFAULT_OFFICIAL = "yolov8m-seg"
+#: The model that ships inside the package (see docs/model.md): an int8 ONNX for fast CPU inference and the
+#: checkpoint it was exported from, for fine-tuning and export. Used when no --model is given and no
+#: animeseg-trained weights are in the weights folder.
+PACKAGED_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_NAME = "anime-yolov8n-seg"
+
+#: Settings chosen for the packaged model by measurement on held-out art (docs/model.md).
+DEFAULT_SETTINGS = {"imgsz": 640, "conf": 0.25}
 
 
 def _default_weights_dir() -> Path:
@@ -186,21 +192,29 @@ def _find_official(name: str, directory: str | Path | None) -> Path | None:
     return None
 
 
+def packaged_model(form: str = "onnx") -> Path:
+    """The packaged default model: ``onnx`` (CPU inference) or ``pt`` (the checkpoint, for training/export)."""
+    return PACKAGED_DIR / f"{DEFAULT_NAME}.{form}"
+
+
+def example_image() -> Path:
+    """The example image of a source checkout (three Ren'Py tutorial sprites on a meadow, MIT)."""
+    return Path(__file__).resolve().parents[1] / "examples" / "renpy-meadow.jpg"
+
+
 def default_model(directory: str | Path | None = None) -> Path:
-    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights, else the official
-    ``yolov8m-seg.pt``, looked for in :func:`search_dirs`; else a :class:`MissingWeightsError` saying what to
-    do. Never downloads."""
+    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights in
+    :func:`search_dirs`, else the packaged anime model. Never downloads."""
     trained = trained_weights(directory)
     if trained:
         return trained[0]
-    official = _find_official(DEFAULT_OFFICIAL, directory)
-    if official is not None:
-        return official
-    where = " or ".join(str(d) for d in search_dirs(directory))
+    packaged = packaged_model()
+    if packaged.is_file():
+        return packaged
     raise MissingWeightsError(
-        official_path(DEFAULT_OFFICIAL, directory),
-        f"no --model given and no model in {where}: pass --model PATH, train one with "
-        f"`animeseg train`, or get the official one with `animeseg weights download {DEFAULT_OFFICIAL}`",
+        packaged,
+        "no --model given, no animeseg-trained weights and the packaged model is missing (a broken install?): "
+        "reinstall animeseg or pass --model PATH",
     )
 
 

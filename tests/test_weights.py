@@ -103,7 +103,11 @@ def test_weights_folders_searched(tmp_path, monkeypatch):
     # $ANIMESEG_WEIGHTS is the one folder when set (downloads go there too)
     monkeypatch.setenv("ANIMESEG_WEIGHTS", str(env))
     assert W.search_dirs() == [env] and W.weights_dir() == env
-    with pytest.raises(MissingWeightsError, match=str(env)):
+    # no animeseg-trained weights there (an official COCO file does not count): the packaged anime model
+    (env / "yolov8m-seg.pt").write_bytes(b"x")
+    assert W.default_model() == W.packaged_model("onnx")
+    monkeypatch.setattr(W, "PACKAGED_DIR", tmp_path / "broken-install")
+    with pytest.raises(MissingWeightsError, match="packaged model is missing"):
         W.default_model()
 
 
@@ -328,8 +332,12 @@ def test_other_commands_never_download(tmp_path, capsys, network_attempts, monke
     monkeypatch.chdir(tmp_path)
     img = tmp_path / "a.png"
     img.write_bytes(b"")
+    # no --model: the packaged model segments; the empty file is one bad input, and nothing is fetched
     code, err = cli(capsys, "predict", str(img), "--out", str(tmp_path / "out"))
-    assert code == 2 and "no --model given" in err and "animeseg weights download yolov8m-seg" in err
+    assert code == 1 and "a.png" in err
     assert network_attempts() == []
-    assert not (tmp_path / "out").exists()
     assert Path(tmp_path).joinpath("yolov8m-seg.pt").exists() is False
+    monkeypatch.setattr(W, "PACKAGED_DIR", tmp_path / "broken-install")
+    code, err = cli(capsys, "predict", str(img), "--out", str(tmp_path / "out2"))
+    assert code == 2 and "no --model given" in err and "--model PATH" in err
+    assert not (tmp_path / "out2").exists() and network_attempts() == []

@@ -31,7 +31,7 @@ Model = Annotated[
         "--model",
         "-m",
         help="YOLOv8-seg weights (.pt or .onnx, or an exported folder). Default: the newest animeseg-trained "
-        "weights in weights/, else the official weights/yolov8m-seg.pt.",
+        "weights in weights/, else the anime model packaged with animeseg.",
         show_default=False,
     ),
 ]

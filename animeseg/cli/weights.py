@@ -60,14 +60,17 @@ def list_(
     trained = W.trained_weights(directory)
     for p in trained:
         console.print(f"animeseg-trained: {p}", soft_wrap=True)
+    packaged = [
+        (W.DEFAULT_NAME, str(W.packaged_model(f)), _size(W.packaged_model(f).stat().st_size))
+        for f in ("onnx", "pt")
+        if W.packaged_model(f).is_file()
+    ]
+    if packaged:
+        console.print(summary_table("Packaged anime model (docs/model.md)", ["name", "file", "size"], packaged))
     try:
         console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
-    except MissingWeightsError:
-        console.print(
-            f"default model for predict: none yet (`animeseg weights download {W.DEFAULT_OFFICIAL}` or "
-            "`animeseg train`)",
-            soft_wrap=True,
-        )
+    except MissingWeightsError as e:
+        console.print(f"default model for predict: none ({e})", soft_wrap=True)
 
 
 @app.command("download")
@@ -106,6 +109,56 @@ def download(
                 timeout=timeout,
             )
         console.print(f"{entry.name}: {path} (sha256 verified)", soft_wrap=True)
+
+
+@app.command("import")
+def import_(
+    onnx_model: Path = typer.Argument(
+        ...,
+        help="An Ultralytics YOLOv8/YOLO11 detect or segment ONNX export (fp32, fp16 or dynamically quantised int8).",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write (default: weights/<onnx name>.pt)."),
+    classes: list[str] = typer.Option(
+        None, "--class", "-c", help="Keep only this class (id or name; repeat it): the head is cut down to them."
+    ),
+    names: list[str] = typer.Option(None, "--name", help="New names for the kept classes, in order; repeat it."),
+    image: Path | None = typer.Option(
+        None, "--image", help="Image for the parity check (default: the example image shipped with animeseg)."
+    ),
+    directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
+) -> None:
+    """Turn an ONNX export back into a trainable checkpoint (for `animeseg train --model`, `predict`, `export`),
+    and show its detections against the ONNX model's on a sample image."""
+    from animeseg import weights as W
+    from animeseg.cli.console import console, summary_table
+    from animeseg.io import read_image
+    from animeseg.onnx_import import compare, import_onnx
+
+    dest = out or W.weights_dir(directory) / f"{onnx_model.stem}.pt"
+    result = import_onnx(onnx_model, dest, classes=classes or None, rename=names or None)
+    console.print(
+        f"{result.checkpoint}: {result.architecture} ({result.task}, {len(result.names)} classes, "
+        f"imgsz {result.imgsz}) from {result.precision} weights, {result.tensors} tensors",
+        soft_wrap=True,
+    )
+    if result.kept_classes is not None:
+        console.print("kept classes: " + ", ".join(f"{i}: {n}" for i, n in result.names.items()), soft_wrap=True)
+        return  # the head changed on purpose: detections can no longer be compared one to one
+    sample = image or W.example_image()
+    parity = compare(onnx_model, result.checkpoint, read_image(sample))
+    rows = [
+        (
+            r.cls,
+            f"{r.onnx_conf:.3f}",
+            "-" if r.ckpt_conf is None else f"{r.ckpt_conf:.3f}",
+            f"{r.box_iou:.3f}",
+            "-" if r.mask_iou is None else f"{r.mask_iou:.3f}",
+        )
+        for r in parity.rows
+    ]
+    title = f"ONNX vs checkpoint on {sample.name} at {parity.imgsz} px ({parity.onnx_count} vs {parity.ckpt_count})"
+    console.print(summary_table(title, ["class", "ONNX conf", "ckpt conf", "box IoU", "mask IoU"], rows))
+    console.print("parity: " + ("ok" if parity.ok() else "DIFFERS (see the rows above)"))
 
 
 @app.command("verify")
