@@ -117,6 +117,9 @@ def read_export(path: str | Path) -> OnnxExport:
     except (ValueError, SyntaxError, AttributeError, TypeError):
         raise InputError(path, "unreadable Ultralytics metadata (names or imgsz)") from None
     tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:  # a simplifier may pass a merged copy of an initializer on through Identity
+        if node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
     weights, precision = _dequantised(tensors)
     # A simplifier may merge equal initializers (say, two identical bias vectors) under one name; the nodes of
     # each module still say which tensors they use.

@@ -37,8 +37,7 @@ SHARED = ROOT.parent / "shared"
 def rows(coco_pt: Path | None) -> dict[str, tuple[Path, int, dict]]:
     """label -> (model, imgsz, extra evaluate kwargs)."""
     out = {
-        "packaged int8 ONNX, 640 (default)": (W.packaged_model("onnx"), 640, {}),
-        "packaged checkpoint (.pt), 640": (W.packaged_model("pt"), 640, {}),
+        "packaged anime-yolov8n-seg ONNX, 640 (default)": (W.packaged_model("onnx"), 640, {}),
     }
     onnx = SHARED / "weights" / "yolov8n-seg-coco-int8.onnx"
     if onnx.is_file():
@@ -54,7 +53,7 @@ def main() -> None:
     ap.add_argument("--coco-pt", type=Path, help="the COCO checkpoint from `animeseg weights import` (optional)")
     ap.add_argument("--only", choices=["packaged", "coco", "all"], default="all")
     ap.add_argument("--refine", action="store_true", help="also score --refine grabcut (slower)")
-    ap.add_argument("--conf", type=float, default=W.DEFAULT_SETTINGS["conf"], help="default-settings threshold")
+    ap.add_argument("--conf", type=float, help="default-settings threshold (default: each model's own)")
     args = ap.parse_args()
     gt = load_ground_truth(args.heldout, "train")
     images = [gt.paths[int(i["id"])] for i in gt.coco.dataset["images"]]
@@ -63,12 +62,13 @@ def main() -> None:
         if args.only != "all" and args.only.lower() not in label.lower():
             continue
         refiner = build_refiner("grabcut") if args.refine else None
+        conf = args.conf if args.conf is not None else W.model_settings(model)["conf"]
         with tempfile.TemporaryDirectory() as tmp:
-            low = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=0.001, threshold=args.conf,
+            low = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=0.001, threshold=conf,
                            device="cpu", refiner=refiner, out=Path(tmp) / "low", **extra)  # fmt: skip
-            dflt = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=args.conf, threshold=args.conf,
+            dflt = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=conf, threshold=conf,
                             device="cpu", refiner=refiner, out=Path(tmp) / "dflt", **extra)  # fmt: skip
-        seg = Segmenter(model, imgsz=imgsz, conf=args.conf, device="cpu")
+        seg = Segmenter(model, imgsz=imgsz, conf=conf, device="cpu")
         decoded = [read_image(p) for p in images[:30]]
         seg(decoded[0])
         times = []

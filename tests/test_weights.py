@@ -68,13 +68,13 @@ def test_find_rejects_unknown_names():
 
 # ------------------------------------------------------------------------------------------------ default model
 def test_default_model_prefers_animeseg_trained_weights(tmp_path):
-    with pytest.raises(MissingWeightsError, match="no --model given.*animeseg weights download yolov8m-seg"):
-        W.default_model(tmp_path)
+    packaged = W.packaged_model("onnx")
+    assert W.default_model(tmp_path) == packaged
     official = tmp_path / "yolov8m-seg.pt"
     official.write_bytes(b"x")
-    assert W.default_model(tmp_path) == official
+    assert W.default_model(tmp_path) == packaged  # a COCO file is used only when named with --model
     (tmp_path / "lonely.pt").write_bytes(b"x")  # no sidecar: not animeseg-trained
-    assert W.default_model(tmp_path) == official
+    assert W.default_model(tmp_path) == packaged
     older = tmp_path / "anime-a.pt"
     older.write_bytes(b"x")
     (tmp_path / "anime-a.json").write_text("{}")

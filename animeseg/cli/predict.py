@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -29,7 +30,16 @@ def predict(
     ),
     model: options.Model = None,
     imgsz: options.Imgsz = 640,
-    conf: options.Conf = 0.25,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            "--conf",
+            min=0.0,
+            max=1.0,
+            help="Lowest detection score kept (default: 0.5 with the packaged model, measured in docs/model.md; "
+            "0.25 otherwise).",
+        ),
+    ] = None,
     iou: options.Iou = 0.7,
     max_det: options.MaxDet = 300,
     device: options.Device = None,
@@ -72,6 +82,10 @@ def predict(
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
     model_file = options.model_file(model)
+    if conf is None:
+        from animeseg.weights import model_settings
+
+        conf = model_settings(model_file)["conf"]
     torch_device = resolve_device(device)
     refine_with = options.refine_options(method, sam_checkpoint, sam_type, torch_device)
 
