@@ -107,7 +107,7 @@ OFFICIAL: dict[str, OfficialWeights] = {
     )
 }
 
-#: The model that ships inside the package (see docs/model.md): an int8 ONNX for fast CPU inference and the
+#: The model that ships inside the package (see docs/model.md): an fp32 ONNX for CPU inference and the
 #: checkpoint it was exported from, for fine-tuning and export. Used when no --model is given and no
 #: animeseg-trained weights are in the weights folder.
 PACKAGED_DIR = Path(__file__).resolve().parent / "models"

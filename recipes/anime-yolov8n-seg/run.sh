@@ -24,6 +24,7 @@ animeseg data build $HERE/heldout.yaml --out "$OUT/heldout" --workers 2 --overwr
 animeseg train --data "$OUT/dataset/data.yaml" --model "$OUT/start.pt" --epochs "$EPOCHS" --imgsz 512 \
     --device "$DEVICE" --project "$OUT/train" --name anime-yolov8n-seg --weights-dir "$OUT/weights" \
     -a warmup_epochs=1 -a close_mosaic=2 -a workers=2 -a cache=ram -a plots=False
-animeseg export onnx --model "$OUT/train/anime-yolov8n-seg/weights/best.pt" --imgsz 640 --int8 --out "$OUT/export"
-animeseg eval --model "$OUT/export/anime-yolov8n-seg.int8.onnx" --data "$OUT/heldout" --split train \
-    --imgsz 640 --refine grabcut --out "$OUT/eval"
+# fp32: dynamic int8 quantisation of this model fails the export's parity check (scores off by up to 0.23)
+animeseg export onnx --model "$OUT/train/anime-yolov8n-seg/weights/best.pt" --imgsz 640 --out "$OUT/export/anime-yolov8n-seg.onnx"
+animeseg eval --model "$OUT/export/anime-yolov8n-seg.onnx" --data "$OUT/heldout" --split train \
+    --imgsz 640 --threshold 0.5 --refine grabcut --out "$OUT/eval"
