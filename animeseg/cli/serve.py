@@ -1,0 +1,110 @@
+"""`animeseg serve`: a local web page to segment anime art by drag and drop."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import typer
+
+from animeseg.cli.predict import SamType
+
+LOOPBACK_HINT = "only this computer can open it; --host 0.0.0.0 opens it to your network"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="YOLOv8-seg weights (.pt or .onnx, or an exported folder). Default: as for `animeseg predict`.",
+        show_default=False,
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 lets other computers on your network in."
+    ),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
+    imgsz: int = typer.Option(640, "--imgsz", min=32, help="Initial image size on the page (a fixed ONNX: its own)."),
+    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Initial confidence on the page."),
+    sam_checkpoint: Path | None = typer.Option(
+        None,
+        "--sam-checkpoint",
+        help="SAM checkpoint (.pth) or exported SAM folder; offers SAM refinement on the page. Default: an official "
+        "SAM file in weights/, if there is one.",
+        show_default=False,
+    ),
+    sam_type: SamType = typer.Option(SamType.auto, "--sam-type", help="SAM architecture; auto reads the checkpoint."),
+    device: str | None = typer.Option(None, "--device", help="cpu, 0, cuda:0, mps... Default: automatic."),
+) -> None:
+    """Serve a local web page: drop images or a short video, see the overlay and every character cut out, and
+    download it all as one zip. Works with no network; uploads stay on this computer. Ctrl+C stops it."""
+    import os
+    import shutil
+    import signal
+    import sys
+    import tempfile
+    import time
+
+    from animeseg.cli.predict import RefineMethod, _check_device, _sam_source
+    from animeseg.console import console, warn
+    from animeseg.errors import AnimesegError
+    from animeseg.web import page_env
+    from animeseg.weights import default_model, default_sam
+    from animeseg.yolo import resolve_model
+
+    try:
+        import gradio  # noqa: F401  (checked before the model loads)
+    except ImportError:
+        raise AnimesegError(
+            "animeseg serve needs Gradio: pip install -e '.[web]' (or pip install 'animeseg[web]')"
+        ) from None
+
+    model_file = Path(resolve_model(model if model is not None else default_model()))
+    sam_path = _sam_source(RefineMethod.sam, sam_checkpoint) if sam_checkpoint is not None else default_sam()
+    torch_device = _check_device(device)
+
+    workspace = Path(tempfile.mkdtemp(prefix="animeseg-serve-"))
+    # SIGTERM (a service manager, a test) must clean up like Ctrl+C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        os.environ.update(page_env(workspace))
+        from animeseg.web.engine import Engine
+        from animeseg.web.page import build_page, launch
+
+        with console.status(f"loading {model_file.name}"):
+            engine = Engine(
+                model_file, sam_checkpoint=sam_path, sam_type=sam_type.value, device=device, torch_device=torch_device
+            )
+            engine.warm_up(imgsz)
+        jobs = workspace / "jobs"
+        jobs.mkdir()
+        page = build_page(engine, jobs, imgsz=imgsz, conf=conf)
+        try:
+            url = launch(page, host=host, port=port, allowed=[jobs])
+        except OSError as e:
+            raise AnimesegError(f"cannot listen on {host}:{port} ({e}); is it in use? pass another --port") from None
+        console.print(f"animeseg serve: {url}", soft_wrap=True)
+        if _is_loopback(host):
+            console.print(f"listening on {host} port {port}: {LOOPBACK_HINT}", soft_wrap=True)
+        else:
+            warn(f"listening on {host} port {port}: anyone who can reach this computer can open the page and upload")
+        sam_note = f", SAM: {sam_path.name}" if sam_path is not None else ", SAM: none (pass --sam-checkpoint)"
+        console.print(f"model: {model_file}{sam_note}; press Ctrl+C to stop", soft_wrap=True)
+        try:
+            while page.is_running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping")
+        finally:
+            page.close()
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)

@@ -1,0 +1,219 @@
+"""`animeseg serve`: the batch behind the page (same outputs as `animeseg predict`, bad inputs, nothing left
+half-written) and the page itself, driven in a real headless Chromium.
+
+The browser test needs Gradio (``pip install -e '.[web]'``), Playwright's Python package and Debian's
+``chromium`` (``apt-get install chromium``); it skips, saying which is missing, where one is. Playwright never
+downloads a browser here: it drives ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import queue
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animeseg.cli import main
+from animeseg.web.jobs import MAX_VIDEO_FRAMES, PAGE_SAVE, prune_jobs, run_job, write_zip
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Two real sprites whose detections include scores between 0.25 and 0.36 (0.34 on sylvie): at confidence 0.36
+# a page that ignored the confidence it was given would show more cut-outs than `animeseg predict --conf 0.36`.
+IMAGES = ("eileen vhappy.png", "sylvie green giggle.png")
+CONF, IMGSZ = 0.36, 320
+
+
+def _predict(images: list[Path], model: Path, out: Path, *extra: str) -> Path:
+    """`animeseg predict` with the page's outputs; returns ``out``."""
+    args = ["predict", *map(str, images), "--model", str(model), "--imgsz", str(IMGSZ), "--conf", str(CONF)]
+    with pytest.raises(SystemExit) as ex:
+        main([*args, "--save", ",".join(PAGE_SAVE), "--out", str(out), *extra])
+    assert ex.value.code in (0, None)
+    return out
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    """Every output file under ``out`` (resume records excluded), relative POSIX path -> content."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.relative_to(out).as_posix().startswith(".animeseg/")
+    }
+
+
+def _zip_contents(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
+def _bad_inputs(folder: Path, good: Path) -> dict[str, Path]:
+    """A text file named .png, a truncated PNG, a PNG claiming 30000x30000 pixels, an undecodable .mp4 and an
+    unsupported video container."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    files["text"] = folder / "notes.png"
+    files["text"].write_text("this is not a picture\n")
+    data = good.read_bytes()
+    files["truncated"] = folder / "truncated.png"
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    ihdr = b"IHDR" + struct.pack(">II", 30000, 30000) + bytes(png[24:29])
+    png[12:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    files["huge"] = folder / "huge.png"
+    files["huge"].write_bytes(bytes(png))
+    files["video"] = folder / "clip.mp4"
+    files["video"].write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
+    files["unsupported"] = folder / "clip.flv"
+    files["unsupported"].write_bytes(b"FLV\x01" + bytes(100))
+    return files
+
+
+# ------------------------------------------------------------------------------------------------ the batch
+def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tmp_path):
+    """The page's zip holds exactly what `animeseg predict` writes (byte for byte), with refinement, and its
+    galleries list one cut-out and one mask per instance of predictions.json."""
+    from animeseg.web.engine import Engine, Settings
+
+    images = [renpy / "fg" / name for name in IMAGES]
+    engine = Engine(shared_onnx)
+    segmenter = engine.segmenter(Settings(refine="grabcut", conf=CONF, imgsz=IMGSZ))
+    seen = []
+    result = run_job(images, segmenter, tmp_path / "jobs", on_progress=lambda d, t, n: seen.append((d, t, n)))
+
+    expected = _outputs(_predict(images, shared_onnx, tmp_path / "cli", "--refine", "grabcut"))
+    assert result.zip is not None and result.failures == []
+    assert _zip_contents(result.zip) == expected
+    doc = json.loads(expected["predictions.json"])
+    assert all(a["score"] >= CONF for a in doc["annotations"])
+    assert {a["refine"]["method"] for a in doc["annotations"]} == {"grabcut"}
+    assert len(result.cutouts) == len(result.masks) == len(doc["annotations"]) == result.instances >= 2
+    assert [p.path.name for p in result.overlays] == [Path(n).stem + ".jpg" for n in IMAGES]
+    assert all(p.path.is_file() for p in result.cutouts + result.masks + result.overlays)
+    assert seen[0][:2] == (0, 2) and seen[-1][:2] == (2, 2)
+    assert not (result.folder / "inputs").exists(), "uploads are not kept once the batch is done"
+
+
+def test_engine_loads_the_model_once_and_applies_each_requests_settings(shared_onnx, renpy):
+    from animeseg.io import read_image
+    from animeseg.predict import Segmenter
+    from animeseg.web.engine import Engine, Settings
+
+    image = read_image(renpy / "fg" / IMAGES[1])
+    engine = Engine(shared_onnx)
+    low = engine.segmenter(Settings(conf=0.25, imgsz=IMGSZ))
+    high = engine.segmenter(Settings(conf=CONF, imgsz=IMGSZ))
+    assert low.model is high.model is engine.segmenter(Settings()).model
+    fresh = Segmenter(shared_onnx, imgsz=IMGSZ, conf=CONF)(image)
+    got = high(image)
+    assert len(low(image)) > len(got) == len(fresh)
+    np.testing.assert_array_equal(got.masks, fresh.masks)
+    assert engine.refine_methods == ["none", "grabcut"]
+    with pytest.raises(ValueError, match="sam"):
+        engine.segmenter(Settings(refine="sam"))
+
+
+def test_bad_inputs_are_reported_and_leave_nothing_behind(renpy, shared_onnx, tmp_path):
+    from animeseg.predict import Segmenter
+
+    good = renpy / "fg" / IMAGES[0]
+    bad = _bad_inputs(tmp_path / "bad", good)
+    segmenter = Segmenter(shared_onnx, imgsz=IMGSZ, conf=CONF)
+    jobs = tmp_path / "jobs"
+
+    only_bad = run_job(list(bad.values()), segmenter, jobs)
+    assert only_bad.zip is None and not only_bad.folder.exists()
+    assert list(jobs.iterdir()) == []
+    messages = "\n".join(only_bad.failures)
+    assert len(only_bad.failures) == len(bad)
+    for name, problem in [
+        ("notes.png", "not an image"),
+        ("truncated.png", "truncated"),
+        ("huge.png", "too large"),
+        ("clip.mp4", "cannot open video"),
+        ("clip.flv", "unsupported file type"),
+    ]:
+        assert any(f.startswith(f"{name}: ") and problem in f for f in only_bad.failures), messages
+
+    mixed = run_job([bad["text"], good, bad["truncated"]], segmenter, jobs)
+    assert mixed.succeeded == 1 and len(mixed.failures) == 2
+    contents = _zip_contents(mixed.zip)
+    doc = json.loads(contents["predictions.json"])
+    assert [(i["file_name"], i["status"]) for i in doc["images"]] == [
+        ("notes.png", "error"),
+        (good.name, "ok"),
+        ("truncated.png", "error"),
+    ]
+    assert not any("notes" in n or "truncated" in n for n in contents if n != "predictions.json")
+    assert _temp_files(jobs) == []
+    assert [p.name for p in jobs.iterdir()] == [mixed.folder.name]
+
+
+def test_same_name_twice_and_long_videos(tmp_path, monkeypatch):
+    """Two uploads called a.png both get segmented (the second as "a (2).png"); a video longer than the page
+    takes is refused by name before any frame is read."""
+    import cv2
+
+    from animeseg.instances import Instances
+
+    class Blank:
+        names = {0: "character"}
+
+        def __call__(self, image: np.ndarray) -> Instances:
+            return Instances.empty(*image.shape[:2], self.names)
+
+    one, two = tmp_path / "1" / "a.png", tmp_path / "2" / "a.png"
+    for path, value in ((one, 10), (two, 200)):
+        path.parent.mkdir()
+        Image.new("RGB", (16, 12), (value,) * 3).save(path)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 12))
+    for _ in range(4):
+        writer.write(np.zeros((12, 16, 3), np.uint8))
+    writer.release()
+    monkeypatch.setattr("animeseg.web.jobs.MAX_VIDEO_FRAMES", 3)
+    result = run_job([one, two, video], Blank(), tmp_path / "jobs")
+    names = [i["file_name"] for i in json.loads(_zip_contents(result.zip)["predictions.json"])["images"]]
+    assert names == ["a.png", "a (2).png"]
+    assert result.failures == ["clip.avi: video too long for the page (4 frames, limit 3); use `animeseg predict` "
+                               "for long videos"]
+    assert MAX_VIDEO_FRAMES >= 300
+
+
+def test_zip_leaves_out_resume_records_and_prune_keeps_the_newest(tmp_path):
+    out = tmp_path / "out"
+    (out / ".animeseg" / "records").mkdir(parents=True)
+    (out / ".animeseg" / "records" / "a.json").write_text("{}")
+    (out / "masks").mkdir()
+    (out / "masks" / "a_0.png").write_bytes(b"png")
+    assert list(_zip_contents(write_zip(out, tmp_path / "z.zip"))) == ["masks/a_0.png"]
+
+    jobs = tmp_path / "jobs"
+    for i in range(4):
+        (jobs / f"job{i}").mkdir(parents=True)
+        os.utime(jobs / f"job{i}", (1000 + i, time.time() - 100 + i))
+    os.utime(jobs / "job0", (0, time.time() - 7200))
+    assert prune_jobs(jobs, keep=3, max_age_s=3600) == 1  # too old
+    assert prune_jobs(jobs, keep=1, max_age_s=3600) == 2  # too many
+    assert [p.name for p in jobs.iterdir()] == ["job3"]
