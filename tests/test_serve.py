@@ -13,7 +13,6 @@ import io
 import json
 import os
 import queue
-import shutil
 import socket
 import struct
 import subprocess
@@ -196,8 +195,9 @@ def test_same_name_twice_and_long_videos(tmp_path, monkeypatch):
     result = run_job([one, two, video], Blank(), tmp_path / "jobs")
     names = [i["file_name"] for i in json.loads(_zip_contents(result.zip)["predictions.json"])["images"]]
     assert names == ["a.png", "a (2).png"]
-    assert result.failures == ["clip.avi: video too long for the page (4 frames, limit 3); use `animeseg predict` "
-                               "for long videos"]
+    assert result.failures == [
+        "clip.avi: video too long for the page (4 frames, limit 3); use `animeseg predict` for long videos"
+    ]
     assert MAX_VIDEO_FRAMES >= 300
 
 
@@ -217,3 +217,210 @@ def test_zip_leaves_out_resume_records_and_prune_keeps_the_newest(tmp_path):
     assert prune_jobs(jobs, keep=3, max_age_s=3600) == 1  # too old
     assert prune_jobs(jobs, keep=1, max_age_s=3600) == 2  # too many
     assert [p.name for p in jobs.iterdir()] == ["job3"]
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def test_serve_without_gradio_says_how_to_get_it():
+    code = "import sys; sys.modules['gradio'] = None; from animeseg.cli import main; main(['serve'])"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "pip install -e '.[web]'" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("192.168.1.20", False)],
+)
+def test_hosts_other_than_loopback_are_told_apart(host, loopback):
+    from animeseg.cli.serve import _is_loopback
+
+    assert _is_loopback(host) is loopback
+
+
+# ------------------------------------------------------------------------------------------------ the page
+# Runs `animeseg serve` with every non-loopback lookup or connection refused and written to a log, so the test
+# can show that the server itself never reaches the network (the browser's requests are checked separately).
+_SERVER = r"""
+import os, socket, sys
+
+log = open(os.environ["ANIMESEG_TEST_NET_LOG"], "a", buffering=1)
+real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+
+def local(host):
+    return str(host) in ("localhost", "::1", "0.0.0.0", "") or str(host).startswith("127.")
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if not local(host):
+        log.write(f"getaddrinfo {host}\n")
+        raise OSError(f"network blocked by the test: {host}")
+    return real_getaddrinfo(host, *args, **kwargs)
+
+
+def connect(self, address):
+    if self.family != socket.AF_UNIX and not local(address[0]):
+        log.write(f"connect {address}\n")
+        raise OSError(f"network blocked by the test: {address}")
+    return real_connect(self, address)
+
+
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+from animeseg.cli import main
+
+main(sys.argv[1:])
+"""
+
+
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("gradio") is None:
+        return "Gradio not installed (pip install -e '.[web]')"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright not installed (pip install -e '.[web]')"
+    if not CHROMIUM.is_file():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """`animeseg serve` in a child process; its output lines are collected as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail("animeseg serve exited:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if text in line:
+                return line
+        pytest.fail(f"animeseg serve did not print {text!r} within {timeout} s:\n" + "\n".join(self.lines))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def test_page_in_a_real_browser(renpy, shared_onnx, tmp_path):
+    """Upload real sprites, wait for the overlay, count the cut-outs, download the zip and compare it with
+    `animeseg predict`; then a broken file shows its message and a later good upload still works. Neither the
+    browser nor the server reaches anything but 127.0.0.1, and stopping the server leaves no files."""
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    images = [renpy / "fg" / name for name in IMAGES]
+    good_again = renpy / "fg" / "eileen happy.png"
+    broken = _bad_inputs(tmp_path / "bad", good_again)["text"]
+    expected = _outputs(_predict(images, shared_onnx, tmp_path / "cli"))
+    expected_again = _outputs(_predict([good_again], shared_onnx, tmp_path / "cli-again"))
+    n_instances = len(json.loads(expected["predictions.json"])["annotations"])
+    assert n_instances >= 2
+
+    port = _free_port()
+    scratch, net_log = tmp_path / "tmp", tmp_path / "net.log"
+    scratch.mkdir()
+    net_log.touch()
+    env = {**os.environ, "TMPDIR": str(scratch), "ANIMESEG_TEST_NET_LOG": str(net_log)}
+    env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the command must switch analytics off by itself
+    server = _Server(["serve", "--model", str(shared_onnx), "--imgsz", str(IMGSZ), "--port", str(port)], env)
+    requests: list[str] = []
+    try:
+        url = server.wait_for("animeseg serve: http", timeout=240).split()[-1]
+        assert url == f"http://127.0.0.1:{port}/"
+        server.wait_for(f"listening on 127.0.0.1 port {port}: only this computer", timeout=10)
+        (workspace,) = scratch.glob("animeseg-serve-*")
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(url)
+            page.locator("#segment").wait_for(timeout=60_000)
+            conf = page.locator("#conf input[type=number]")
+            conf.fill(str(CONF))
+            conf.press("Enter")
+            status = page.locator("#status")
+
+            # 1. real images: overlay, one cut-out per instance, and the zip equals `animeseg predict`'s outputs
+            page.locator("#inputs input[type=file]").set_input_files([str(p) for p in images])
+            status.get_by_text("in 2 images").wait_for(timeout=180_000)
+            assert f"confidence {CONF:g}, size {IMGSZ}" in status.inner_text()
+            overlays = page.locator("#overlays img")
+            overlays.first.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#overlays img')].every(i => i.complete && i.naturalWidth > 0)"
+            )
+            assert overlays.count() == 2
+            assert page.locator("#cutouts img").count() == n_instances
+            assert page.locator("#masks img").count() == n_instances
+            with page.expect_download() as download:
+                page.locator("#download").click()
+            zip_path = tmp_path / "page.zip"
+            download.value.save_as(zip_path)
+            assert _zip_contents(zip_path) == expected
+
+            # 2. a broken file: a message on the page, no results, no zip; the server keeps serving
+            page.locator("#inputs button[aria-label='Clear']").click()
+            page.locator("#inputs input[type=file]").set_input_files(str(broken))
+            status.get_by_text("notes.png: not an image").wait_for(timeout=60_000)
+            assert "Could not use 1 file" in status.inner_text()
+            assert page.locator("#cutouts img").count() == 0
+            assert not page.locator("#download").is_visible()
+            assert server.proc.poll() is None
+
+            # ...and a good upload after it works as the first did
+            page.locator("#inputs button[aria-label='Clear']").click()
+            page.locator("#inputs input[type=file]").set_input_files(str(good_again))
+            status.get_by_text("in 1 image").wait_for(timeout=120_000)
+            n_again = len(json.loads(expected_again["predictions.json"])["annotations"])
+            assert page.locator("#cutouts img").count() == n_again
+            with page.expect_download() as download:
+                page.locator("#download").click()
+            download.value.save_as(tmp_path / "again.zip")
+            assert _zip_contents(tmp_path / "again.zip") == expected_again
+            browser.close()
+
+        # two batches kept, the broken one left nothing; no temporary file anywhere
+        assert len(list((workspace / "jobs").iterdir())) == 2
+        assert _temp_files(workspace) == []
+    finally:
+        code = server.stop()
+    assert code == 0, "\n".join(server.lines)
+    assert not workspace.exists(), "stopping the server removes its uploads and results"
+    hosts = {r.split("/")[2] for r in requests if r.startswith(("http:", "https:", "ws:", "wss:"))}
+    assert hosts == {f"127.0.0.1:{port}"}, sorted(r for r in requests if f"127.0.0.1:{port}" not in r)
+    assert net_log.read_text() == "", "the server tried to reach the network"

@@ -54,6 +54,8 @@ def serve(
     import tempfile
     import time
 
+    from rich.markup import escape
+
     from animeseg.cli.predict import RefineMethod, _check_device, _sam_source
     from animeseg.console import console, warn
     from animeseg.errors import AnimesegError
@@ -80,7 +82,7 @@ def serve(
         from animeseg.web.engine import Engine
         from animeseg.web.page import build_page, launch
 
-        with console.status(f"loading {model_file.name}"):
+        with console.status(escape(f"loading {model_file.name}")):
             engine = Engine(
                 model_file, sam_checkpoint=sam_path, sam_type=sam_type.value, device=device, torch_device=torch_device
             )
@@ -92,13 +94,13 @@ def serve(
             url = launch(page, host=host, port=port, allowed=[jobs])
         except OSError as e:
             raise AnimesegError(f"cannot listen on {host}:{port} ({e}); is it in use? pass another --port") from None
-        console.print(f"animeseg serve: {url}", soft_wrap=True)
+        console.print(f"animeseg serve: {url}", soft_wrap=True, markup=False)
         if _is_loopback(host):
-            console.print(f"listening on {host} port {port}: {LOOPBACK_HINT}", soft_wrap=True)
+            console.print(f"listening on {host} port {port}: {LOOPBACK_HINT}", soft_wrap=True, markup=False)
         else:
             warn(f"listening on {host} port {port}: anyone who can reach this computer can open the page and upload")
         sam_note = f", SAM: {sam_path.name}" if sam_path is not None else ", SAM: none (pass --sam-checkpoint)"
-        console.print(f"model: {model_file}{sam_note}; press Ctrl+C to stop", soft_wrap=True)
+        console.print(f"model: {model_file}{sam_note}; press Ctrl+C to stop", soft_wrap=True, markup=False)
         try:
             while page.is_running:
                 time.sleep(0.5)

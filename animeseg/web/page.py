@@ -128,6 +128,7 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
         inputs = [files, refine, conf_in, imgsz_in]
         for event in (files.upload, run_btn.click):
             event(segment, inputs, outputs, concurrency_limit=1, concurrency_id=_MODEL_LOCK)
+        files.clear(lambda: ([], [], [], "", gr.DownloadButton(value=None, visible=False)), None, outputs)
     return page
 
 
