@@ -114,6 +114,28 @@ def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tm
     assert not (result.folder / "inputs").exists(), "uploads are not kept once the batch is done"
 
 
+def test_a_short_video_gives_every_frame_like_predict(renpy, shared_onnx, tmp_path):
+    import cv2
+
+    from animeseg.io import read_image
+    from animeseg.predict import Segmenter
+
+    sprite = cv2.resize(read_image(renpy / "fg" / IMAGES[0]), (160, 360))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 360))
+    for shift in (0, 8, 16):
+        writer.write(cv2.cvtColor(np.roll(sprite, shift, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    seen = []
+    segmenter = Segmenter(shared_onnx, imgsz=IMGSZ, conf=CONF)
+    result = run_job([video], segmenter, tmp_path / "jobs", lambda *progress: seen.append(progress))
+    assert _zip_contents(result.zip) == _outputs(_predict([video], shared_onnx, tmp_path / "cli"))
+    assert [p.caption for p in result.overlays] == ["clip.avi#0", "clip.avi#1", "clip.avi#2"]
+    assert [p.path.name for p in result.overlays] == [f"clip#00000{i}.jpg" for i in range(3)]
+    assert result.images == 3 and len(result.cutouts) == result.instances >= 3
+    assert seen[0] == (0, 3, "clip.avi") and seen[-1] == (3, 3, "clip.avi")
+
+
 def test_engine_loads_the_model_once_and_applies_each_requests_settings(shared_onnx, renpy):
     from animeseg.io import read_image
     from animeseg.predict import Segmenter

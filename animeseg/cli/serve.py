@@ -92,8 +92,9 @@ def serve(
         page = build_page(engine, jobs, imgsz=imgsz, conf=conf)
         try:
             url = launch(page, host=host, port=port, allowed=[jobs])
-        except OSError as e:
-            raise AnimesegError(f"cannot listen on {host}:{port} ({e}); is it in use? pass another --port") from None
+        except OSError:  # Gradio's own message names its environment variables, not our options
+            message = f"cannot listen on {host} port {port}: in use or not allowed; pass another --port"
+            raise AnimesegError(message) from None
         console.print(f"animeseg serve: {url}", soft_wrap=True, markup=False)
         if _is_loopback(host):
             console.print(f"listening on {host} port {port}: {LOOPBACK_HINT}", soft_wrap=True, markup=False)
