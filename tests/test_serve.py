@@ -114,6 +114,24 @@ def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tm
     assert not (result.folder / "inputs").exists(), "uploads are not kept once the batch is done"
 
 
+def test_sam_is_offered_with_a_checkpoint_and_matches_predict(renpy, shared_onnx, tmp_path):
+    import torch
+
+    from animeseg.sam import TINY, build_sam, save_sam
+    from animeseg.web.engine import Engine, Settings
+
+    torch.manual_seed(0)
+    checkpoint = save_sam(build_sam(TINY), tmp_path / "sam_tiny.pth")
+    engine = Engine(shared_onnx, sam_checkpoint=checkpoint, torch_device="cpu")
+    assert engine.refine_methods == ["none", "grabcut", "sam"]
+    image = [renpy / "fg" / IMAGES[0]]
+    result = run_job(image, engine.segmenter(Settings("sam", CONF, IMGSZ)), tmp_path / "jobs")
+    sam_args = ("--refine", "sam", "--sam-checkpoint", str(checkpoint), "--device", "cpu")
+    expected = _outputs(_predict(image, shared_onnx, tmp_path / "cli", *sam_args))
+    assert _zip_contents(result.zip) == expected
+    assert {a["refine"]["method"] for a in json.loads(expected["predictions.json"])["annotations"]} == {"sam"}
+
+
 def test_a_short_video_gives_every_frame_like_predict(renpy, shared_onnx, tmp_path):
     import cv2
 

@@ -46,7 +46,6 @@ class Engine:
         device: str | None = None,
         torch_device: str | None = None,
     ) -> None:
-        self.model = Path(model)
         self.sam_checkpoint = sam_checkpoint
         self.sam_type = sam_type
         self.torch_device = torch_device
