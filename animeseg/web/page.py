@@ -76,7 +76,7 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
         settings = Settings(refine=refine, conf=float(conf), imgsz=int(imgsz))
 
         def report(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"{name}", unit="images")
+            progress((done, total), desc=name, unit="images")
 
         try:
             prune_jobs(jobs)
