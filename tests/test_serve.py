@@ -366,8 +366,8 @@ class _Server:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
+        try:  # exiting takes a few CPU seconds (interpreter clean-up with torch loaded): slow on a busy machine
+            return self.proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
