@@ -460,6 +460,22 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
+def test_messages_print_as_plain_text(capsys):
+    """File names and hints holding brackets print as they are, from the CLI or through the library's logger."""
+    from animeseg.cli.console import error, warn
+    from animeseg.cli.render import setup_logging
+    from animeseg.progress import logger
+
+    setup_logging()
+    warn("[bold]a[/bold].png: skipped")
+    error("install it with pip install -e '.[web]'")
+    logger.warning("[red]b[/red].png: not an image")
+    logger.error("[dim]c[/dim].png: truncated")
+    err = capsys.readouterr().err
+    for text in ("[bold]a[/bold].png: skipped", "'.[web]'", "[red]b[/red].png: not", "[dim]c[/dim].png: trunc"):
+        assert text in err, err
+
+
 # ------------------------------------------------------------------------------------------------ runner
 class _FakeSegmenter:
     """One disc per image; raises on images whose top-left pixel is pure red (a stand-in for a crashing model)."""

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from animeseg import __version__
-from animeseg.cli import data, evaluate, export, predict, train, weights
+from animeseg.cli import data, evaluate, export, predict, serve, train, weights
 from animeseg.cli.console import error
 from animeseg.cli.render import setup_logging
 from animeseg.errors import AnimesegError
@@ -50,6 +50,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.add_typer(export.app, name="export")
+app.command("serve")(serve.serve)
 
 
 def main(argv: list[str] | None = None) -> None:

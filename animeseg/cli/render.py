@@ -6,6 +6,7 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import TextColumn
 
 from animeseg.cli.console import console, progress
@@ -13,7 +14,8 @@ from animeseg.progress import Step
 
 
 class _ConsoleHandler(logging.Handler):
-    """Log records of the ``animeseg`` logger as console lines: warnings and errors labelled, info plain."""
+    """Log records of the ``animeseg`` logger as console lines: warnings and errors labelled, info plain. Messages
+    are plain text, never markup (a file called ``art[1].png`` prints as it is)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -22,9 +24,9 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
             return
         if record.levelno >= logging.ERROR:
-            console.print(f"[red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+            console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
         elif record.levelno >= logging.WARNING:
-            console.print(f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+            console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
         else:
             console.print(message, soft_wrap=True, highlight=False, markup=False)
 

@@ -183,6 +183,9 @@ class GrabCutRefiner:
         if not (trimap == cv2.GC_BGD).any() and not (trimap == cv2.GC_PR_BGD).any():
             return None  # the mask fills the whole crop: no background colours to learn
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        # GrabCut's k-means draws from OpenCV's per-thread RNG: reseed it so a crop always gets the same cut,
+        # whatever ran before in this thread (a server answers many requests on the same threads)
+        cv2.setRNGSeed(0)
         try:
             cv2.grabCut(bgr, trimap, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         except cv2.error:
