@@ -538,11 +538,12 @@ def export_sam(
     Returns the folder.
     """
     from animeseg import __version__
-    from animeseg.sam import config_from_state_dict, load_sam
+    from animeseg.sam import config_from_state_dict, load_sam, require_vit
 
     checkpoint = Path(checkpoint).expanduser()
     if sam is None:
         sam = load_sam(checkpoint, sam_type, device="cpu")
+    require_vit(sam, checkpoint)
     sam = sam.float().eval().cpu()
     config = config_from_state_dict(sam.state_dict())
     folder = Path(out) if out is not None else Path("exports") / sam_folder_name(config.name, int8)

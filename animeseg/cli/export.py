@@ -7,13 +7,12 @@ from pathlib import Path
 import typer
 
 from animeseg.errors import AnimesegError
+from animeseg.sam import SAM_TYPES
 
 app = typer.Typer(
     help="Export the detector and Segment Anything to ONNX (run them with ONNX Runtime, without PyTorch).",
     no_args_is_help=True,
 )
-
-SAM_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
 
 
 @app.command("onnx")
@@ -34,7 +33,10 @@ def onnx_command(
         None, "--sam-checkpoint", help="Segment Anything checkpoint (.pth) to export as encoder + decoder ONNX."
     ),
     sam_type: str = typer.Option(
-        "auto", "--sam-type", help="SAM architecture: auto (read from the checkpoint), vit_b, vit_l or vit_h."
+        "auto",
+        "--sam-type",
+        help="SAM architecture: auto (read from the checkpoint), vit_b, vit_l or vit_h (the light "
+        "family, mobile_sam and sam2*, is not exported).",
     ),
     check_image: Path | None = typer.Option(
         None, "--check-image", help="Image for the parity checks (default: a built-in synthetic scene)."
@@ -70,10 +72,11 @@ def onnx_command(
             reports.append(ex.check_detector(model, onnx_path, image=image, imgsz=imgsz, precision=precision))
             bar.advance(task)
         if sam_checkpoint is not None:
-            from animeseg.sam import config_from_state_dict, load_sam
+            from animeseg.sam import config_from_state_dict, load_sam, require_vit
 
             bar.update(task, description=f"loading {sam_checkpoint.name}")
             sam = load_sam(sam_checkpoint, sam_type, device="cpu")
+            require_vit(sam, sam_checkpoint)
             config = config_from_state_dict(sam.state_dict())
             bar.update(task, advance=1, description=f"exporting SAM {config.name}")
             folder = ex.export_sam(sam_checkpoint, sam_type, out / ex.sam_folder_name(config.name, int8), int8, sam=sam)

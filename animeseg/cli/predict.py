@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from animeseg.sam import SAM_TYPES
+
 
 class RefineMethod(str, Enum):
     none = "none"
@@ -14,11 +16,7 @@ class RefineMethod(str, Enum):
     grabcut = "grabcut"
 
 
-class SamType(str, Enum):
-    auto = "auto"
-    vit_b = "vit_b"
-    vit_l = "vit_l"
-    vit_h = "vit_h"
+SamType = Enum("SamType", {name: name for name in SAM_TYPES}, type=str)
 
 
 DEFAULT_SAVE = "json,overlays,video"
@@ -137,12 +135,15 @@ def predict(
     sam_checkpoint: Path | None = typer.Option(
         None,
         "--sam-checkpoint",
-        help="SAM checkpoint (.pth) or exported SAM ONNX folder, for --refine sam. Default: an official SAM "
+        help="SAM checkpoint (.pth/.pt) or exported SAM ONNX folder, for --refine sam. Default: an official SAM "
         "file in weights/.",
         show_default=False,
     ),
     sam_type: SamType = typer.Option(
-        SamType.auto, "--sam-type", help="SAM architecture; auto reads it from the checkpoint."
+        SamType.auto,
+        "--sam-type",
+        help="SAM architecture; auto reads it from the checkpoint. vit_b/l/h: Segment Anything; mobile_sam, "
+        "sam2_t/s/b/l, sam2.1_t/s/b/l: the light family (CPU-friendly, run on Ultralytics' models).",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Skip inputs whose outputs in --out are complete from an earlier run."

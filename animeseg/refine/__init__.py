@@ -29,8 +29,9 @@ def build_refiner(
 ) -> Refiner | None:
     """The refiner called ``name``: ``none`` -> None, ``grabcut``, or ``sam``.
 
-    ``sam`` needs ``sam_checkpoint``: a SAM ``.pth`` file (loaded with :func:`animeseg.sam.load_sam`, the
-    architecture inferred when ``sam_type`` is ``auto``), or a folder written by ``animeseg export onnx``
+    ``sam`` needs ``sam_checkpoint``: a SAM checkpoint file (loaded with :func:`animeseg.sam.load_sam`, the
+    architecture inferred when ``sam_type`` is ``auto``; ViT SAMs run on segment-anything, MobileSAM and SAM 2 /
+    2.1 on Ultralytics' models), or a folder written by ``animeseg export onnx``
     (holding ``sam.json``), which runs with ONNX Runtime. Missing files raise before anything heavy is loaded.
     """
     key = str(name).strip().lower()
@@ -53,9 +54,14 @@ def build_refiner(
         if path.is_dir():
             raise AnimesegError(f"{path}: folder has no sam.json (not an exported SAM); pass a .pth or an export")
         from animeseg.refine.sam import SamRefiner
-        from animeseg.sam import load_sam
+        from animeseg.sam import LIGHT, load_sam
 
-        return SamRefiner(load_sam(path, model_type=sam_type, device=device or _default_device()))
+        model = load_sam(path, model_type=sam_type, device=device or _default_device())
+        if model.sam_type in LIGHT:  # MobileSAM, SAM 2 / 2.1
+            from animeseg.refine.sam_light import LightSamRefiner
+
+            return LightSamRefiner(model)
+        return SamRefiner(model)
     raise AnimesegError(f"unknown refiner {name!r}; choose one of {', '.join(REFINERS)}")
 
 
