@@ -110,7 +110,7 @@ class LightSamRefiner:
         else:  # SAM's ResizeLongestSide
             scale = self.size / max(h, w)
             nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.tensor(image, device=self.device).permute(2, 0, 1)[None].float()  # a copy: inputs may be read-only
         x = F.interpolate(x, (nh, nw), mode="bilinear", align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
         if (nh, nw) != (self.size, self.size):
