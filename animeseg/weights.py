@@ -6,8 +6,9 @@ other command finds its models on disk (``weights/`` by default) and fails with 
 Digests: the SAM SHA-256 values are the ones pinned for Meta's published files by many independent projects
 (micro_sam, 3D Slicer's SlicerSegmentAnything, ...), with the published byte sizes. Ultralytics publishes no
 digest for its YOLOv8 files; the values below are those of the official ``yolov8{n,s,m}-seg.pt`` as found
-identically in several independent mirrors (Hugging Face LFS records). ``animeseg weights list`` says which is
-which. A download whose digest differs is never installed.
+identically in several independent mirrors (Hugging Face LFS records). The light SAM family (MobileSAM, SAM 2.1)
+comes with no published digest: those entries are marked unverified and their downloads installed unchecked.
+``animeseg weights list`` says which is which. A download whose digest differs is never installed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/{file}"
 
 _MIRRORS = "agreed by independent mirrors of the official file (Ultralytics publishes no digest)"
 _SAM_PINS = "Meta's published file, digest pinned by independent projects"
+_UNVERIFIED = "no digest published by the authors: unverified (`animeseg weights verify` shows what you got)"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file}"
+_MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ def _yolo(name: str, sha256: str, size: int, description: str) -> OfficialWeight
 
 def _sam(name: str, file: str, sha256: str, size: int, description: str) -> OfficialWeights:
     return OfficialWeights(name, file, "sam", (_SAM_URL.format(file=file),), sha256, size, _SAM_PINS, description)
+
+
+def _light(name: str, file: str, url: str, description: str) -> OfficialWeights:
+    """A light-family SAM file: its authors publish neither digest nor size, so neither is checked."""
+    return OfficialWeights(name, file, "sam", (url,), None, None, _UNVERIFIED, description)
 
 
 #: The official files, in the order ``weights list`` shows them.
@@ -103,6 +112,16 @@ OFFICIAL: dict[str, OfficialWeights] = {
             "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             2_564_550_879,
             "Segment Anything ViT-H (best, slowest)",
+        ),
+        _light("mobile_sam", "mobile_sam.pt", _MOBILE_SAM_URL, "MobileSAM: SAM's decoder, a 5M TinyViT encoder"),
+        *(
+            _light(
+                f"sam2.1_{size[0]}",
+                f"sam2.1_hiera_{size}.pt",
+                _SAM2_URL.format(file=f"sam2.1_hiera_{size}.pt"),
+                f"SAM 2.1 Hiera {label}",
+            )
+            for size, label in (("tiny", "tiny (CPU)"), ("small", "small"), ("base_plus", "base+"), ("large", "large"))
         ),
     )
 }
@@ -230,8 +249,9 @@ def default_model(directory: str | Path | None = None) -> Path:
 
 
 def default_sam(directory: str | Path | None = None) -> Path | None:
-    """An official SAM checkpoint in the searched folders (the largest model if several), else None."""
-    for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b"):
+    """An official SAM checkpoint in the searched folders (the largest ViT model if several, else the largest
+    light one), else None."""
+    for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b", "sam2.1_l", "sam2.1_b", "sam2.1_s", "sam2.1_t", "mobile_sam"):
         path = _find_official(name, directory)
         if path is not None:
             return path
@@ -304,8 +324,8 @@ def download(
     entry = find(entry) if isinstance(entry, str) else entry
     dest = official_path(entry, directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and entry.sha256 and verify(dest, entry.sha256).ok:
-        return dest
+    if dest.is_file() and (entry.sha256 is None or verify(dest, entry.sha256).ok):
+        return dest  # an unverified file cannot be checked, so one already there is kept
     part = part_path(dest)
     errors: list[str] = []
     for url in entry.urls:

@@ -37,10 +37,16 @@ def cli(capsys, *args: str) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_is_complete_and_well_formed():
-    assert list(W.OFFICIAL) == ["yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+    pinned = ["yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+    light = ["mobile_sam", "sam2.1_t", "sam2.1_s", "sam2.1_b", "sam2.1_l"]
+    assert list(W.OFFICIAL) == pinned + light
     for w in W.OFFICIAL.values():
-        assert w.sha256 and W.is_sha256(w.sha256) and w.size and w.size > 1_000_000
+        if w.name in pinned:
+            assert w.sha256 and W.is_sha256(w.sha256) and w.size and w.size > 1_000_000
+        else:  # no digest published: marked unverified, nothing to check a download against
+            assert w.sha256 is None and w.size is None and "unverified" in w.digest_source and w.kind == "sam"
         assert all(u.startswith("https://") and u.endswith("/" + w.filename) for u in w.urls)
+    assert W.OFFICIAL["sam2.1_t"].filename == "sam2.1_hiera_tiny.pt"
     assert W.OFFICIAL["sam_vit_b"].filename == "sam_vit_b_01ec64.pth"
     assert W.OFFICIAL["yolov8m-seg"].url.endswith("/v8.4.0/yolov8m-seg.pt")
 
@@ -55,6 +61,9 @@ def test_registry_is_complete_and_well_formed():
         ("vit_l", "sam_vit_l"),
         ("sam_vit_h_4b8939.pth", "sam_vit_h"),
         ("SAM_VIT_B", "sam_vit_b"),
+        ("mobile_sam", "mobile_sam"),
+        ("sam2.1_hiera_tiny.pt", "sam2.1_t"),
+        ("sam2.1_l", "sam2.1_l"),
     ],
 )
 def test_find_accepts_names_and_file_names(alias, name):
@@ -160,9 +169,10 @@ def test_list_shows_every_file_digest_and_status(tmp_path, capsys):
     code, err = cli(capsys, "weights", "list", "--dir", str(tmp_path))
     assert code == 0
     for w in W.OFFICIAL.values():
-        assert f"{w.sha256}  {w.filename}" in err  # full digests, sha256sum format
+        assert f"{w.sha256 or 'not published':64}  {w.filename}" in err  # full digests, sha256sum format
     assert "present" in err and "partial download" in err and "missing" in err
     assert "Ultralytics publishes no digest" in err
+    assert "mobile_sam, sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l: no digest published by the authors: unverified" in err
 
 
 # ------------------------------------------------------------------------------------------------ download
@@ -322,6 +332,24 @@ def test_download_command_shows_progress_and_verifies(tmp_path, loopback, capsys
         assert (tmp_path / "yolov8n-seg.pt").read_bytes() == data
         code, err = cli(capsys, "weights", "verify", "--dir", str(tmp_path))
         assert code == 0 and "ok yolov8n-seg" in err
+    finally:
+        server.close()
+
+
+def test_download_of_an_unverified_file_says_so_and_keeps_it(tmp_path, loopback, capsys, monkeypatch):
+    data = os.urandom(30_000)
+    server = _Server(data)
+    try:
+        entry = replace(W.OFFICIAL["mobile_sam"], urls=(server.url,))
+        monkeypatch.setitem(W.OFFICIAL, "mobile_sam", entry)
+        code, err = cli(capsys, "weights", "download", "mobile_sam", "--dir", str(tmp_path))
+        assert code == 0, err
+        digest = hashlib.sha256(data).hexdigest()
+        assert f"no published digest, unverified: sha256 {digest}" in err and "sha256 verified" not in err
+        assert (tmp_path / "mobile_sam.pt").read_bytes() == data
+        asked = len(server.requests)  # a second download keeps the file: nothing to check it against or fetch
+        code, err = cli(capsys, "weights", "download", "mobile_sam", "--dir", str(tmp_path))
+        assert code == 0 and len(server.requests) == asked and (tmp_path / "mobile_sam.pt").read_bytes() == data
     finally:
         server.close()
 

@@ -70,6 +70,7 @@ def onnx_command(
 
             bar.update(task, description=f"loading {sam_checkpoint.name}")
             sam = load_sam(sam_checkpoint, sam_type, device="cpu")
+            ex.require_vit(sam, sam_checkpoint)
             config = config_from_state_dict(sam.state_dict())
             bar.update(task, advance=1, description=f"exporting SAM {config.name}")
             folder = ex.export_sam(sam_checkpoint, sam_type, out / ex.sam_folder_name(config.name, int8), int8, sam=sam)

@@ -64,8 +64,8 @@ SamCheckpoint = Annotated[
     Path | None,
     typer.Option(
         "--sam-checkpoint",
-        help="SAM checkpoint (.pth) or exported SAM ONNX folder, for --refine sam. Default: an official SAM "
-        "file in weights/.",
+        help="SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or exported SAM ONNX folder, for --refine "
+        "sam. Default: an official SAM file in weights/.",
         show_default=False,
     ),
 ]
@@ -74,7 +74,8 @@ SamType = Annotated[
     typer.Option(
         "--sam-type",
         callback=_check_sam_type,
-        help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint.",
+        help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint. mobile_sam and "
+        "sam2*: the light family (CPU-friendly, on Ultralytics' models; not exported by export onnx).",
     ),
 ]
 Classes = Annotated[

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h): list them, download them into weights/ "
-    "(the only command that uses the network) and verify their SHA-256.",
+    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l): list them, download "
+    "them into weights/ (the only command that uses the network) and verify their SHA-256.",
     no_args_is_help=True,
 )
 
@@ -76,7 +76,9 @@ def list_(
 @app.command("download")
 def download(
     names: list[str] = typer.Argument(
-        None, help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h."
+        None,
+        help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
+        "sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l.",
     ),
     all_: bool = typer.Option(False, "--all", help="Fetch every official file."),
     directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
@@ -108,7 +110,8 @@ def download(
                 on_bytes=lambda n, task=task, bar=bar: bar.advance(task, n),
                 timeout=timeout,
             )
-        console.print(f"{entry.name}: {path} (sha256 verified)", soft_wrap=True)
+        check = "sha256 verified" if entry.sha256 else f"no published digest, unverified: sha256 {W.sha256_file(path)}"
+        console.print(f"{entry.name}: {path} ({check})", soft_wrap=True)
 
 
 @app.command("import")

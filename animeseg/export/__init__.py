@@ -11,7 +11,15 @@ raw outputs (largest absolute difference). Everything here returns results; ``an
 from animeseg.export.common import precision_name, quantize
 from animeseg.export.detector import check_detector, detector_path, export_detector
 from animeseg.export.parity import THRESHOLDS, Parity, default_boxes, mask_ious, raise_if_failed, sample_image
-from animeseg.export.sam import OPSET, SamDecoderOnnx, SamEncoderOnnx, check_sam, export_sam, sam_folder_name
+from animeseg.export.sam import (
+    OPSET,
+    SamDecoderOnnx,
+    SamEncoderOnnx,
+    check_sam,
+    export_sam,
+    require_vit,
+    sam_folder_name,
+)
 
 __all__ = [
     "OPSET",
@@ -29,6 +37,7 @@ __all__ = [
     "precision_name",
     "quantize",
     "raise_if_failed",
+    "require_vit",
     "sample_image",
     "sam_folder_name",
 ]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from animeseg.errors import AnimesegError
 from animeseg.export.common import quantize
 from animeseg.export.parity import Parity, default_boxes, mask_ious, sample_image
 from animeseg.refine.sam_onnx import (
@@ -166,6 +167,20 @@ def sam_folder_name(config_name: str, int8: bool = False) -> str:
     return f"sam_{base}{'_int8' if int8 else ''}"
 
 
+def require_vit(sam: Any, checkpoint: str | Path) -> None:
+    """Raise one line when ``sam`` (from :func:`animeseg.sam.load_sam`) is a light model (MobileSAM, SAM 2 / 2.1),
+    which this exporter does not cover: its graphs and parity checks are built around segment-anything's ViT
+    ``Sam``."""
+    from animeseg.sam import LIGHT
+
+    kind = getattr(sam, "sam_type", None)
+    if kind in LIGHT:
+        raise AnimesegError(
+            f"{checkpoint}: {kind} cannot be exported to ONNX (export covers the ViT SAMs vit_b/l/h); "
+            "use the checkpoint itself with `predict --refine sam --sam-checkpoint`"
+        )
+
+
 def export_sam(
     checkpoint: str | Path,
     sam_type: str = "auto",
@@ -191,6 +206,7 @@ def export_sam(
     checkpoint = Path(checkpoint).expanduser()
     if sam is None:
         sam = load_sam(checkpoint, sam_type, device="cpu")
+    require_vit(sam, checkpoint)
     sam = sam.float().eval().cpu()
     config = config_from_state_dict(sam.state_dict())
     folder = Path(out) if out is not None else Path("exports") / sam_folder_name(config.name, int8)

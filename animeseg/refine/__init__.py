@@ -92,8 +92,9 @@ def build_refiner(
 ) -> Refiner | None:
     """The refiner called ``name`` (``none`` -> None), built from ``options`` (or the keyword settings).
 
-    ``sam`` needs ``sam_checkpoint``: a SAM ``.pth`` file (loaded with :func:`animeseg.sam.load_sam`, the
-    architecture inferred when ``sam_type`` is ``auto``), or a folder written by ``animeseg export onnx``
+    ``sam`` needs ``sam_checkpoint``: a SAM checkpoint file (loaded with :func:`animeseg.sam.load_sam`, the
+    architecture inferred when ``sam_type`` is ``auto``; ViT SAMs run on segment-anything, MobileSAM and SAM 2 /
+    2.1 on Ultralytics' models), or a folder written by ``animeseg export onnx``
     (holding ``sam.json``), which runs with ONNX Runtime. Missing files raise before anything heavy is loaded.
     """
     if options is None:

@@ -51,16 +51,22 @@ class SamRefiner:
 
     @classmethod
     def from_options(cls, options: RefineOptions) -> Any:
-        """A PyTorch SAM for a checkpoint file, or the ONNX Runtime refiner for an exported folder."""
+        """A PyTorch SAM for a checkpoint file (:class:`~animeseg.refine.sam_light.LightSamRefiner` for MobileSAM and
+        SAM 2 / 2.1), or the ONNX Runtime refiner for an exported folder."""
         path = options.sam_checkpoint
         if path is not None and path.is_dir():
             from animeseg.refine.sam_onnx import OnnxSamRefiner
 
             return OnnxSamRefiner(path)
         from animeseg.device import default_device
-        from animeseg.sam import load_sam
+        from animeseg.sam import LIGHT, load_sam
 
-        return cls(load_sam(path, model_type=options.sam_type, device=options.device or default_device()))
+        model = load_sam(path, model_type=options.sam_type, device=options.device or default_device())
+        if model.sam_type in LIGHT:  # MobileSAM, SAM 2 / 2.1: same contract, on Ultralytics' models
+            from animeseg.refine.sam_light import LightSamRefiner
+
+            return LightSamRefiner(model)
+        return cls(model)
 
     def __init__(self, sam_model: Any, chunk: int | None = None, max_pixels: int = 200_000_000) -> None:
         from segment_anything import SamPredictor
