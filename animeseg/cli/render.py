@@ -6,6 +6,7 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import TextColumn
 
 from animeseg.cli.console import console, progress
@@ -21,10 +22,10 @@ class _ConsoleHandler(logging.Handler):
         except Exception:  # a record that cannot be formatted must not end a run
             self.handleError(record)
             return
-        if record.levelno >= logging.ERROR:
-            console.print(f"[red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+        if record.levelno >= logging.ERROR:  # file names and hints may hold [brackets]: not markup
+            console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
         elif record.levelno >= logging.WARNING:
-            console.print(f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+            console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False, markup=True)
         else:
             console.print(message, soft_wrap=True, highlight=False, markup=False)
 
