@@ -13,6 +13,7 @@ temporary folder) and shut down at the end; with one (``auto``, ``ray://host:100
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -87,19 +88,24 @@ class RayEngine:
         self.cpus_per_worker = cpus_per_worker
         import_ray()  # fail before any work
 
-    def _start(self, ray: Any) -> bool:
-        """Connect to the cluster or start a local instance; True when this call started it."""
+    def _start(self, ray: Any) -> str | None:
+        """Connect to the cluster or start a local instance; the local instance's temporary folder when this
+        call started one, else None."""
         if ray.is_initialized():
-            return False
+            return None
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reads it in every process it starts
         common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if self.address:
             ray.init(address=self.address, **common)
-        else:
-            cpus = max(os.cpu_count() or 1, self.workers or 1)
-            temp = tempfile.mkdtemp(prefix="animeseg-ray-")
+            return ""
+        cpus = max(os.cpu_count() or 1, self.workers or 1)
+        temp = tempfile.mkdtemp(prefix="animeseg-ray-")
+        try:
             ray.init(num_cpus=cpus, _temp_dir=temp, _node_ip_address="127.0.0.1", **common)
-        return True
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return temp
 
     def _plan(self, ray: Any) -> tuple[int, float]:
         """(workers, CPUs per worker) for this cluster."""
@@ -140,5 +146,7 @@ class RayEngine:
                     outcome = Outcome(item, error=f"worker died: {failure_message(e)}")
                 yield outcome
         finally:
-            if started:
+            if started is not None:
                 ray.shutdown()
+                if started:
+                    shutil.rmtree(started, ignore_errors=True)

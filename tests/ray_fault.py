@@ -41,7 +41,7 @@ class KillOnce:
 
     def __call__(self, image):
         records = self.out / ".animeseg" / "records"
-        done = sum(1 for _ in records.glob("*.json")) if records.is_dir() else 0
+        done = sum(1 for _ in records.rglob("*.json")) if records.is_dir() else 0
         if done >= 2:
             try:
                 os.close(os.open(self.out / "killed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))

@@ -8,6 +8,7 @@ non-loopback connection it attempts); the tests assert on the files those runs l
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,6 +45,15 @@ def _env() -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "OMP_NUM_THREADS": "1",
     }
+
+
+def _ray(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run a Ray job; skip when Ray itself cannot start here (its raylet gives up after about 30 s when a
+    heavily loaded machine starts its agents slower than that), which says nothing about animeseg."""
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    if "timed out during startup" in proc.stderr:
+        pytest.skip("Ray's local instance did not start in time on this (overloaded) machine")
+    return proc
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -124,7 +134,7 @@ def test_ray_options_need_engine_ray(tmp_path, capsys):
 def test_ray_two_workers_match_the_local_runner(scenes, model_args, local_out, tmp_path):
     out = tmp_path / "ray"
     cmd = [sys.executable, "-m", "animeseg", "predict", str(scenes), "--out", str(out), *model_args]
-    proc = subprocess.run([*cmd, "--engine", "ray", "--workers", "2"], env=_env(), capture_output=True, text=True)
+    proc = _ray([*cmd, "--engine", "ray", "--workers", "2"])
     assert proc.returncode == 1, proc.stderr
     assert "broken.png" in proc.stderr  # the failed input's one line, as locally
     _same_predictions(out, local_out)
@@ -137,12 +147,7 @@ def test_ray_two_workers_match_the_local_runner(scenes, model_args, local_out, t
 def test_a_killed_worker_loses_and_duplicates_nothing(scenes, model_args, local_out, tmp_path):
     out = tmp_path / "fault"
     model = model_args[model_args.index("--model") + 1]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ray_fault.py"), str(scenes), str(out), model, "320", "2"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    proc = _ray([sys.executable, str(ROOT / "tests" / "ray_fault.py"), str(scenes), str(out), model, "320", "2"])
     assert proc.returncode == 1, proc.stderr  # only the corrupt input failed
     assert (out / "killed").is_file()  # a worker really died mid-run
     assert not Path(str(out) + ".network").exists()
@@ -156,21 +161,24 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(scenes, model_args, local_
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "animeseg", "predict", str(scenes), "--out", str(out), *model_args]
     cmd += ["--engine", "ray", "--workers", "2"]
-    proc = subprocess.Popen(
-        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    records = out / ".animeseg" / "records"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if records.is_dir() and sum(1 for _ in records.rglob("*.json")) >= 2:
-            break
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    proc.wait()
+    log = tmp_path / "killed.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        records = out / ".animeseg" / "records"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if records.is_dir() and sum(1 for _ in records.rglob("*.json")) >= 2:
+                break
+            time.sleep(0.01)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    if "timed out during startup" in log.read_text():
+        pytest.skip("Ray's local instance did not start in time on this (overloaded) machine")
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "predictions.json").exists()
 
-    resumed = subprocess.run([*cmd, "--resume"], env=_env(), capture_output=True, text=True)
+    resumed = _ray([*cmd, "--resume"])
     assert resumed.returncode == 1, resumed.stderr
     assert not [p for p in out.rglob(".*tmp*") if p.is_file()]
     _same_predictions(out, local_out)
