@@ -40,13 +40,21 @@ def failure_message(e: BaseException) -> str:
 
 
 class Engine(Protocol):
-    """Runs ``work`` on every item and yields :class:`Outcome` records in input order, as they complete."""
+    """Runs ``work`` on every item and yields :class:`Outcome` records in input order, as they complete.
+
+    ``in_process`` says whether ``work`` runs in this process (so its progress callbacks reach the caller); an
+    engine that runs it elsewhere (``False``) pickles ``work`` and its callers report progress from the outcomes.
+    """
+
+    in_process: bool
 
     def map(self, work: Callable[[T], Any], items: Iterable[T]) -> Iterator[Outcome[T]]: ...
 
 
 class LocalEngine:
     """Runs the work in this process, one item after the other (what ``animeseg predict`` and ``eval`` use)."""
+
+    in_process = True
 
     def map(self, work: Callable[[T], Any], items: Iterable[T]) -> Iterator[Outcome[T]]:
         for item in items:

@@ -11,6 +11,7 @@ reuses it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from animeseg.detector import Detector, load_detector, unrefined_record
 from animeseg.instances import Instances
 from animeseg.refine.base import Refiner
 
-__all__ = ["Segmenter", "unrefined_record"]
+__all__ = ["LazySegmenter", "Segmenter", "SegmenterSpec", "unrefined_record"]
 
 
 class Segmenter:
@@ -92,3 +93,72 @@ class Segmenter:
     def __call__(self, image: np.ndarray) -> Instances:
         """``refine(image, detect(image))``."""
         return self.refine(image, self.detect(image))
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """A :class:`Segmenter` described by its settings, so another process (a Ray worker) can build its own.
+
+    ``refine`` is a refiner name and ``refine_options`` its checked options; ``device`` is the user's device
+    string, resolved where the segmenter is built (a worker's GPU, not the head node's).
+    """
+
+    model: Path
+    refine: str = "none"
+    refine_options: Any = None  # animeseg.refine.RefineOptions
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    device: str | None = None
+    classes: list[int] | None = None
+
+    def build(self, with_refiner: bool = True) -> Segmenter:
+        """Load the model (and the refiner unless ``with_refiner`` is False) in this process."""
+        from animeseg.device import resolve_device
+        from animeseg.refine import RefineOptions, build_refiner
+
+        device = resolve_device(self.device)
+        refiner = None
+        if with_refiner:
+            options = replace(self.refine_options or RefineOptions(), device=device)
+            refiner = build_refiner(self.refine, options=options)
+        settings = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "max_det": self.max_det}
+        return Segmenter(self.model, refiner, device=device, classes=self.classes, **settings)
+
+
+class LazySegmenter:
+    """A :class:`Segmenter` built from its :class:`SegmenterSpec` on first use, in whichever process uses it.
+
+    It pickles as its spec alone, so each worker that receives it loads the model and refiner once. ``names``
+    loads only the detector when nothing was built here yet.
+    """
+
+    def __init__(self, spec: SegmenterSpec):
+        self.spec = spec
+        self._segmenter: Segmenter | None = None
+        self._names: dict[int, str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["spec"])
+
+    @property
+    def segmenter(self) -> Segmenter:
+        if self._segmenter is None:
+            self._segmenter = self.spec.build()
+        return self._segmenter
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Class id -> name, as the detector knows them."""
+        if self._segmenter is not None:
+            return self._segmenter.names
+        if self._names is None:
+            self._names = dict(self.spec.build(with_refiner=False).names)
+        return self._names
+
+    def __call__(self, image: np.ndarray) -> Instances:
+        return self.segmenter(image)

@@ -290,15 +290,17 @@ def run(
 
     bar = _Progress(total, on_progress)
     engine = engine or LocalEngine()
-
-    def work(item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
-        return _run_one(item, segmenter, out, save, resume, signature, bar)
+    # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
+    here = getattr(engine, "in_process", False)
+    work = ItemWork(segmenter, out, save, resume, signature, bar if here else _Progress(0, None))
 
     outcomes = engine.map(work, items)
     try:
         for outcome in outcomes:
             if outcome.ok:
                 result, record = outcome.value
+                if not here:
+                    _step_from_result(bar, outcome.item, result)
             else:
                 result, record = _failed(outcome.item, outcome.error or "failed", bar)
             summary.results.append(result)
@@ -324,6 +326,31 @@ def run(
                 builder.add_ok(entry["file_name"], entry["height"], entry["width"], entry["annotations"])
         summary.predictions = builder.write(out / PREDICTIONS)
     return summary
+
+
+@dataclass
+class ItemWork:
+    """The work on one input (segment it, write its outputs and its completion record), as one picklable
+    callable: an engine may run it in another process, where ``segmenter`` is then built (see
+    :class:`animeseg.predict.SegmenterSpec`)."""
+
+    segmenter: SegmenterLike
+    out: Path
+    save: list[str]
+    resume: bool
+    signature: dict[str, Any]
+    bar: _Progress
+
+    def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
+        return _run_one(item, self.segmenter, self.out, self.save, self.resume, self.signature, self.bar)
+
+
+def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> None:
+    """Progress of an input done elsewhere, as :func:`_run_one` reports it when run here."""
+    bar.describe(item.name)
+    bar.step(result.instances, result.seconds, images=result.images, timed=result.status == "ok")
+    if item.kind == "video":
+        bar.adjust_total(result.images - (item.frames or 1))
 
 
 def _run_one(

@@ -91,6 +91,59 @@ Classes = Annotated[
 ]
 
 
+class EngineName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+EngineOpt = Annotated[
+    EngineName,
+    typer.Option(
+        "--engine",
+        help="Where inputs run: local (this process) or ray (Ray actors, each loading the model once: this "
+        'machine\'s cores, or a cluster with --ray-address). Ray needs pip install "animeseg[ray]".',
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to run on (auto, ray://head:10001). Default: a local Ray instance for this run. "
+        "--out must be a path every node can write (a shared filesystem).",
+        show_default=False,
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Ray workers (actors). Default: one per CPU, or per GPU share with --gpus-per-worker.",
+        show_default=False,
+    ),
+]
+GpusPerWorker = Annotated[
+    float,
+    typer.Option("--gpus-per-worker", min=0.0, help="GPUs each Ray worker reserves (0.5: two workers per GPU)."),
+]
+
+
+def engine(name: EngineName, address: str | None, workers: int | None, gpus_per_worker: float):
+    """The :class:`animeseg.engine.Engine` the engine options name; Ray's options without ``--engine ray`` are
+    a usage error, and ``--engine ray`` without Ray installed one line saying how to install it."""
+    from animeseg.engine import LocalEngine
+
+    if name == EngineName.local:
+        given = [o for o, v in (("--ray-address", address), ("--workers", workers)) if v is not None]
+        given += ["--gpus-per-worker"] if gpus_per_worker else []
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
+        return LocalEngine()
+    from animeseg.engine_ray import RayEngine
+
+    return RayEngine(address, workers, gpus_per_worker)
+
+
 def model_file(model: Path | None) -> Path:
     """``--model`` checked and resolved to a file (:func:`animeseg.weights.default_model` when not given)."""
     from animeseg.weights import default_model

@@ -61,6 +61,10 @@ def predict(
     resume: bool = typer.Option(
         False, "--resume", help="Skip inputs whose outputs in --out are complete from an earlier run."
     ),
+    engine: options.EngineOpt = options.EngineName.local,
+    ray_address: options.RayAddress = None,
+    workers: options.Workers = None,
+    gpus_per_worker: options.GpusPerWorker = 0.0,
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
 
@@ -81,6 +85,7 @@ def predict(
     method = options.refine_method(refine, refine_sam)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
+    run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
     model_file = options.model_file(model)
     if conf is None:
         from animeseg.weights import model_settings
@@ -94,13 +99,11 @@ def predict(
         error(f"no images or videos found in {', '.join(sources)}")
         raise typer.Exit(1)
 
-    from animeseg.predict import Segmenter
-    from animeseg.refine import build_refiner
+    from animeseg.predict import LazySegmenter, SegmenterSpec
 
-    refiner = build_refiner(method, options=refine_with)
-    segmenter = Segmenter(
-        model_file, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=torch_device, classes=class_ids
-    )
+    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids)
+    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
+    segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
     sam_path = refine_with.sam_checkpoint
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
@@ -118,7 +121,7 @@ def predict(
     from animeseg.runner import run
 
     with ProgressBars() as bars:
-        summary = run(items, segmenter, out, kinds, resume=resume, signature=signature, on_progress=bars)
+        summary = run(items, segmenter, out, kinds, resume=resume, signature=signature, on_progress=bars, engine=run_on)
     print_run_summary(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
