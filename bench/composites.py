@@ -98,9 +98,9 @@ def make_composites(
         for j, m in enumerate(solid):
             visible = m.copy()
             exact = alphas[j].copy()
-            for k in range(j + 1, len(solid)):
-                visible &= ~solid[k]
-                exact *= 1 - alphas[k]
+            for front in range(j + 1, len(solid)):
+                visible &= ~solid[front]
+                exact *= 1 - alphas[front]
             if visible.sum() >= 0.02 * max(m.sum(), 1):
                 masks.append(visible)
                 soft.append(exact)

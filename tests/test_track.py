@@ -175,19 +175,20 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
     from animeseg.predict import Segmenter
     from animeseg.refine import build_refiner
 
-    clip = make_clip(renpy, CROSSING, frames=4)
+    clip = make_clip(renpy, CROSSING, frames=16)
     plain = TrackingSegmenter(Segmenter(shared_onnx, imgsz=320, classes=[0]))
     refined = TrackingSegmenter(Segmenter(shared_onnx, imgsz=320, classes=[0], refiner=build_refiner("grabcut")))
     plain.start("walk#")
     refined.start("walk#")
-    changed = 0
-    for frame in clip.frames:
+    changed, tracks = 0, set()
+    for frame in clip.frames[:5]:
         a, b = plain(frame), refined(frame)
-        assert len(a) == len(b) == 2
+        assert len(a) == len(b) >= 1
         assert np.array_equal(a.track_ids, b.track_ids) and np.array_equal(a.scores, b.scores)  # same detections
-        assert sorted(b.track_ids) == [1, 2]
+        tracks |= set(b.track_ids.tolist())
         changed += sum(r["refined"] for r in b.refine)
         assert plain.conf == 0.25 and plain.segmenter.args["conf"] == 0.25  # restored after each detection
+    assert tracks == {1, 2}
     assert changed >= 2  # GrabCut really replaced masks, and they kept their tracks
 
 
@@ -268,3 +269,12 @@ def test_overlays_and_annotations_follow_the_track():
             centre = out[y, x]  # inside that character's mask, away from its outline and label
             expected = np.round(128 * 0.55 + PALETTE[track % len(PALETTE)] * 0.45)
             assert np.abs(centre - expected).max() <= 1
+
+
+def test_help_documents_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0
+    for option in ("--track", "--tracker", "--alpha", "bytetrack", "matte"):
+        assert option in text
