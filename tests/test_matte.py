@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import run_cli as cli
 from PIL import Image
 
-from animeseg.cli import main
 from animeseg.io import read_rgba
 from animeseg.masks import decode_rle, mask_iou
 from animeseg.matte import default_radius, matte, trimap
@@ -128,16 +128,6 @@ def test_matted_cutouts_of_real_sprites_beat_binary_ones(renpy, shared_onnx, tmp
     assert characters == 4
     assert sad["matte"] <= 0.75 * sad["binary"], sad  # acceptance: at least 25 % less alpha error on the edges
     assert np.mean(iou["matte"]) >= np.mean(iou["binary"]), iou  # and no loss of the mask's IoU
-
-
-def cli(capsys, *args) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 def test_binary_stays_the_default(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import run_cli as cli
 from PIL import Image
 
 from animeseg.cli import main
@@ -29,24 +30,15 @@ sys.path.insert(0, str(ROOT))
 from bench.clips import CROSSING, identities, make_clip, switches  # noqa: E402
 
 
-def cli(capsys, *args) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
-
-
 def _boxes(*xyxy: tuple[float, float, float, float], scores=None, size=(120, 200)) -> Instances:
     n = len(xyxy)
     return Instances(xyxy, scores if scores is not None else [0.9] * n, [0] * n, np.zeros((n, *size), bool))
 
 
 # ------------------------------------------------------------------------------------------------ tracker
-def test_tracker_keeps_ids_through_a_crossing_and_a_missed_frame():
-    tracker = Tracker("bytetrack")
+@pytest.mark.parametrize("name", ["bytetrack", "botsort"])
+def test_tracker_keeps_ids_through_a_crossing_and_a_missed_frame(name):
+    tracker = Tracker(name)
     frame = np.zeros((120, 200, 3), np.uint8)
     ids = []
     for t in range(12):
@@ -60,6 +52,7 @@ def test_tracker_keeps_ids_through_a_crossing_and_a_missed_frame():
     assert ids[0] == [1, 2]
     assert all(row == [1, 2] for t, row in enumerate(ids) if t != 7)
     assert ids[7] == [1]
+    assert tracker.update(Instances.empty(120, 200), frame).shape == (0,)  # a frame with nobody in it
     # a detection weaker than --conf starts no track (-1) but may extend one (see TrackingSegmenter)
     weak = Tracker("bytetrack", conf=0.5)
     assert list(weak.update(_boxes((10, 10, 40, 100), (100, 10, 130, 100), scores=[0.9, 0.3]), frame)) == [1, -1]
