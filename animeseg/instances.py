@@ -19,6 +19,8 @@ class Instances:
         masks: (N, H, W) bool masks at full image resolution.
         names: class id -> class name.
         refine: one dict per instance saying which mask was kept and why (empty dicts when not refined).
+        track_ids: (N,) int64 ids linking instances across the frames of one sequence (see
+            :mod:`animeseg.track`); None when the instances were not tracked.
     """
 
     boxes: np.ndarray
@@ -27,6 +29,7 @@ class Instances:
     masks: np.ndarray
     names: dict[int, str] = field(default_factory=dict)
     refine: list[dict[str, Any]] = field(default_factory=list)
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -45,6 +48,10 @@ class Instances:
             self.refine = [{} for _ in range(n)]
         elif len(self.refine) != n:
             raise ValueError(f"refine has {len(self.refine)} records for {n} instances")
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+            if len(self.track_ids) != n:
+                raise ValueError(f"track_ids has {len(self.track_ids)} ids for {n} instances")
 
     @classmethod
     def empty(cls, height: int, width: int, names: dict[int, str] | None = None) -> Instances:
@@ -70,6 +77,7 @@ class Instances:
             self.masks[idx],
             dict(self.names),
             [self.refine[i] for i in idx],
+            self.track_ids[idx] if self.track_ids is not None else None,
         )
 
     def boxes_from_masks(self) -> np.ndarray:

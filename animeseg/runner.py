@@ -9,6 +9,12 @@ get no record (they are retried), one ``error`` log line each and their reason i
 
 Each input is processed through an :class:`animeseg.engine.Engine` (here by default), and progress goes to an
 optional ``on_progress`` callback; nothing is printed.
+
+A segmenter with a ``start(sequence)`` method (:class:`animeseg.track.TrackingSegmenter`) tracks: each video,
+and the images of each output folder, is one sequence (:func:`animeseg.track.sequence_of`); with ``resume`` the
+images of a sequence are skipped only when all of them are complete, since their tracks depend on each other.
+The tracker's state lives in that segmenter, so tracking needs an engine that runs the items of a sequence in
+order in one process, as :class:`~animeseg.engine.LocalEngine` does.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.track import frame_label, sequence_of
 from animeseg.writers import (
     KIND_FOLDERS,
     PREDICTIONS,
@@ -38,6 +45,7 @@ from animeseg.writers import (
     VideoOutput,
     image_annotations,
     render_overlay,
+    track_cutout_path,
     video_path,
     write_image_outputs,
 )
@@ -53,6 +61,16 @@ class SegmenterLike(Protocol):
     names: dict[int, str]
 
     def __call__(self, image: np.ndarray) -> Instances: ...
+
+
+def _tracking(segmenter: SegmenterLike) -> bool:
+    return callable(getattr(segmenter, "start", None))
+
+
+def _track_path(item: MediaItem, index: int | None = None) -> Callable[[int], str]:
+    """Where the cut-outs of this image (or video frame ``index``) go, per track id."""
+    folder, frame = sequence_of(item), frame_label(item, index)
+    return lambda track_id: track_cutout_path(folder, track_id, frame)
 
 
 @dataclass
@@ -216,12 +234,16 @@ class _Progress:
 
 
 def _process_image(
-    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress
+    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, alpha: str
 ) -> tuple[list[dict], list[str], int]:
     t0 = time.perf_counter()
     image = read_image(item.path)
+    tracks = None
+    if _tracking(segmenter):
+        segmenter.start(sequence_of(item))
+        tracks = _track_path(item)
     inst = segmenter(image)
-    files = write_image_outputs(out, item.key, image, inst, kinds)
+    files = write_image_outputs(out, item.key, image, inst, kinds, alpha=alpha, track_path=tracks)
     h, w = image.shape[:2]
     entry = {"file_name": item.name, "height": h, "width": w, "annotations": image_annotations(inst)}
     bar.step(len(inst), time.perf_counter() - t0)
@@ -229,19 +251,25 @@ def _process_image(
 
 
 def _process_video(
-    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress
+    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, alpha: str
 ) -> tuple[list[dict], list[str], int]:
     frame_kinds = [k for k in kinds if k != "video"]
     entries: list[dict] = []
     files: list[str] = []
     instances = 0
     frames = iter_frames(item.path)
+    tracking = _tracking(segmenter)
+    if tracking:
+        segmenter.start(sequence_of(item), restart=True)
     video = VideoOutput(out / video_path(item.key), video_fps(item.path)) if "video" in kinds else None
     with video if video is not None else contextlib.nullcontext():
         t0 = time.perf_counter()
         for index, frame in frames:
             inst = segmenter(frame)
-            files += write_image_outputs(out, item.frame_key(index), frame, inst, frame_kinds)
+            tracks = _track_path(item, index) if tracking else None
+            files += write_image_outputs(
+                out, item.frame_key(index), frame, inst, frame_kinds, alpha=alpha, track_path=tracks
+            )
             if video is not None:
                 video.write(render_overlay(frame, inst))
             h, w = frame.shape[:2]
@@ -269,11 +297,13 @@ def run(
     on_item: Callable[[ItemResult], None] | None = None,
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
+    alpha: str = "binary",
 ) -> RunSummary:
     """Segment every input of ``items`` and write the outputs named in ``save`` under ``out``.
 
     ``signature`` (model and settings, JSON-ready) is stored in each completion record; with ``resume`` an input
-    is skipped only when its record has the same signature and covers every requested output. ``on_item`` is
+    is skipped only when its record has the same signature and covers every requested output. ``alpha`` is the
+    cut-outs' alpha, ``binary`` or ``matte`` (see :func:`animeseg.writers.cutout`). ``on_item`` is
     called after each input (tests use it to stop a run midway), ``on_progress`` with a
     :class:`~animeseg.progress.Step` per image or frame. ``engine`` runs each input (default: a
     :class:`~animeseg.engine.LocalEngine`). Returns the :class:`RunSummary`; the caller shows it and turns
@@ -287,12 +317,15 @@ def run(
     summary = RunSummary(out=out)
     records: list[dict[str, Any] | None] = []
     total = sum((it.frames or 1) for it in items if it.kind != "error")
+    redo = _incomplete_sequences(items, out, save, signature) if resume and _tracking(segmenter) else set()
 
     bar = _Progress(total, on_progress)
     engine = engine or LocalEngine()
     # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
     here = getattr(engine, "in_process", False)
-    work = ItemWork(segmenter, out, save, resume, signature, bar if here else _Progress(0, None))
+    work = ItemWork(
+        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo)
+    )
 
     outcomes = engine.map(work, items)
     try:
@@ -340,9 +373,12 @@ class ItemWork:
     resume: bool
     signature: dict[str, Any]
     bar: _Progress
+    alpha: str = "binary"
+    redo: frozenset[str] = frozenset()  # tracked image sequences redone whole on --resume
 
     def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
-        return _run_one(item, self.segmenter, self.out, self.save, self.resume, self.signature, self.bar)
+        skip_done = self.resume and _sequence(item) not in self.redo
+        return _run_one(item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha)
 
 
 def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> None:
@@ -353,6 +389,22 @@ def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> No
         bar.adjust_total(result.images - (item.frames or 1))
 
 
+def _sequence(item: MediaItem) -> str | None:
+    return sequence_of(item) if item.kind == "image" else None
+
+
+def _incomplete_sequences(items: Sequence[MediaItem], out: Path, save: list[str], signature: dict) -> set[str]:
+    """Image sequences with at least one input not complete from an earlier run: they are redone as a whole."""
+    redo = set()
+    for item in items:
+        seq = _sequence(item)
+        if seq is not None and seq not in redo:
+            rec = _load_record(record_path(out, item.key))
+            if not _is_complete(rec, item, _kinds_for(item, save), signature, out):
+                redo.add(seq)
+    return redo
+
+
 def _run_one(
     item: MediaItem,
     segmenter: SegmenterLike,
@@ -361,6 +413,7 @@ def _run_one(
     resume: bool,
     signature: dict[str, Any],
     bar: _Progress,
+    alpha: str = "binary",
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     if item.kind == "error":
         raise InputError(item.path, item.error or "unusable input")  # found by expand_sources; reported here
@@ -378,9 +431,9 @@ def _run_one(
 
     t0 = time.perf_counter()
     if item.kind == "video":
-        entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar)
+        entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
     else:
-        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar)
+        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha)
     source = _source_stat(item.path)
     seconds = time.perf_counter() - t0
 

@@ -6,20 +6,22 @@ Layout under the output folder, for an input whose key is ``sub/a`` (see :class:
 ``json``       ``predictions.json``: images (with status), COCO result annotations, categories
 ``masks``      ``masks/sub/a_<i>.png``: one 0/255 mask per instance, full image size
 ``semantic``   ``semantic/sub/a.png``: the union of all instances, 0/255
-``cutouts``    ``cutouts/sub/a_<i>.png``: RGBA crop of instance i to its box (alpha = mask), and
-               ``cutouts/sub/a.png``: the whole image, transparent outside every instance
+``cutouts``    ``cutouts/sub/a_<i>.png``: RGBA crop of instance i to its box (alpha = mask, or a soft matte
+               with ``alpha="matte"``), and ``cutouts/sub/a.png``: the whole image, transparent outside every
+               instance; tracked instances go to one folder per track instead (:func:`track_cutout_path`)
 ``overlays``   ``overlays/sub/a.jpg``: the image with coloured masks, boxes, labels and scores
 ``txt``        ``labels/sub/a.txt``: YOLO-seg labels (``class x1 y1 x2 y2 ...``, normalised)
 ``video``      ``videos/<key>.mp4``: an annotated copy of each input video
 =============  ==================================================================================
 
 ``<i>`` is the instance's position in the image, the same order as its annotations in predictions.json.
-Video frames use the key ``<video key>#<frame, 6 digits>``.
+Video frames use the key ``<video key>#<frame, 6 digits>``. Tracked instances (``Instances.track_ids``) are
+coloured and labelled by track in overlays and carry ``track_id`` in predictions.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from animeseg._lazy import cv2
 from animeseg.instances import Instances
 from animeseg.io import atomic_path, write_image, write_json, write_text
 from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
+from animeseg.matte import ALPHA_MODES, matte
 from animeseg.yolo_labels import format_line, is_writable
 
 SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video")
@@ -101,6 +104,15 @@ def cutout_path(key: str, i: int | None = None) -> str:
     return f"{folder}/{key}.png" if i is None else f"{folder}/{key}_{i}.png"
 
 
+def track_cutout_path(folder: str, track_id: int, frame: str) -> str:
+    """Cut-out of track ``track_id`` in one frame: ``cutouts/<folder>track_<id, 3 digits>/<frame>.png``.
+
+    ``folder`` ends the sequence's own part of the path: ``clip#`` for a video (next to its frames' files
+    ``clip#000012.png``), ``sub/`` for the images of folder ``sub`` (empty for the source root).
+    """
+    return f"{KIND_FOLDERS['cutouts']}/{folder}track_{int(track_id):03d}/{frame}.png"
+
+
 def overlay_path(key: str) -> str:
     return f"{KIND_FOLDERS['overlays']}/{key}.jpg"
 
@@ -119,11 +131,11 @@ def semantic_mask(instances: Instances) -> np.ndarray:
     return instances.masks.any(axis=0) if len(instances) else np.zeros(instances.image_size, bool)
 
 
-def _crop_box(instances: Instances, i: int) -> tuple[int, int, int, int]:
-    """Integer pixel box ``x1, y1, x2, y2`` of instance i: its mask's extent, else its detection box; at least
-    one pixel, inside the image."""
+def _crop_box(instances: Instances, i: int, visible: np.ndarray | None = None) -> tuple[int, int, int, int]:
+    """Integer pixel box ``x1, y1, x2, y2`` of instance i: the extent of ``visible`` (default: its mask), else its
+    detection box; at least one pixel, inside the image."""
     h, w = instances.image_size
-    mask = instances.masks[i]
+    mask = instances.masks[i] if visible is None else visible
     box = mask_to_box(mask) if mask.any() else [float(v) for v in instances.boxes[i]]
     x1 = int(np.clip(np.floor(box[0]), 0, w - 1))
     y1 = int(np.clip(np.floor(box[1]), 0, h - 1))
@@ -132,10 +144,22 @@ def _crop_box(instances: Instances, i: int) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
-def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None) -> np.ndarray:
-    """RGBA (h, w, 4) uint8: the RGB ``image`` with alpha 255 inside ``mask`` and 0 outside, cropped to ``box``
-    (``x1, y1, x2, y2`` integer pixels; the whole image when None)."""
-    rgba = np.dstack([image[..., :3], np.where(mask, 255, 0).astype(np.uint8)])
+def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None, alpha: str = "binary") -> np.ndarray:
+    """RGBA (h, w, 4) uint8 cut-out of ``mask`` from the RGB ``image``, cropped to ``box`` (``x1, y1, x2, y2``
+    integer pixels; the whole image when None).
+
+    ``alpha="binary"``: alpha 255 inside ``mask`` and 0 outside, the image's colours. ``alpha="matte"``: the soft
+    alpha of :func:`animeseg.matte.matte` (it may reach a few pixels beyond the mask) and its colours cleaned of
+    the old background (straight, not premultiplied, as PNG stores them).
+    """
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
+    if alpha == "matte":
+        soft = matte(image, mask)
+        a = np.clip(soft.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgba = np.dstack([soft.foreground, a])
+    else:
+        rgba = np.dstack([image[..., :3], np.where(mask, 255, 0).astype(np.uint8)])
     if box is not None:
         x1, y1, x2, y2 = box
         rgba = rgba[y1:y2, x1:x2]
@@ -159,24 +183,30 @@ def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
 
 def render_overlay(image: np.ndarray, instances: Instances, alpha: float = 0.45) -> np.ndarray:
     """RGB (H, W, 3) uint8: ``image`` with each instance's mask tinted in its colour, its outline, its box and a
-    ``name score`` label. Text uses OpenCV's built-in Hershey font (no font files)."""
+    ``name score`` label. Tracked instances take their track's colour and a ``#id name score`` label, so a
+    character keeps its colour through a video. Text uses OpenCV's built-in Hershey font (no font files)."""
     out = np.ascontiguousarray(image[..., :3]).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 320))
     scale = max(0.4, min(h, w) / 600)
     names = instances.class_names()
+    tracks = instances.track_ids
+    # a track's colour is fixed by its id; untracked instances are coloured by position
+    slots = [int(t) for t in tracks] if tracks is not None else list(range(len(instances)))
     for i in range(len(instances)):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = PALETTE[slots[i] % len(PALETTE)]
         m = instances.masks[i]
         out[m] = (out[m] * (1 - alpha) + colour * alpha + 0.5).astype(np.uint8)
     for i in range(len(instances)):
-        colour = tuple(int(c) for c in PALETTE[i % len(PALETTE)])
+        colour = tuple(int(c) for c in PALETTE[slots[i] % len(PALETTE)])
         contours = [np.round(c).astype(np.int32).reshape(-1, 1, 2) for c in mask_to_contours(instances.masks[i])]
         if contours:
             cv2.polylines(out, contours, True, colour, thick, cv2.LINE_AA)
         x1, y1, x2, y2 = (int(round(float(v))) for v in instances.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
         label = f"{names[i]} {float(instances.scores[i]):.2f}"
+        if tracks is not None:
+            label = f"#{int(tracks[i])} {label}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y1 + th + base + 2)
         tx = int(np.clip(x1, 0, max(0, w - tw)))
@@ -189,10 +219,22 @@ def render_overlay(image: np.ndarray, instances: Instances, alpha: float = 0.45)
 
 # ------------------------------------------------------------------------------------------------ writing
 def write_image_outputs(
-    out: str | Path, key: str, image: np.ndarray, instances: Instances, save: Iterable[str]
+    out: str | Path,
+    key: str,
+    image: np.ndarray,
+    instances: Instances,
+    save: Iterable[str],
+    *,
+    alpha: str = "binary",
+    track_path: Callable[[int], str] | None = None,
 ) -> list[str]:
     """Write every per-image output in ``save`` for one image (or video frame) and return their paths relative
-    to ``out`` (POSIX), in writing order. ``json`` and ``video`` are not per-image and are ignored here."""
+    to ``out`` (POSIX), in writing order. ``json`` and ``video`` are not per-image and are ignored here.
+
+    ``alpha`` is the cut-outs' alpha (``binary`` or ``matte``, see :func:`cutout`). ``track_path`` maps a track
+    id to its cut-out's path (see :func:`track_cutout_path`): tracked instances are written there instead of
+    ``cutouts/<key>_<i>.png``.
+    """
     out = Path(out)
     save = set(save)
     written: list[str] = []
@@ -207,9 +249,13 @@ def write_image_outputs(
     if "semantic" in save:
         put(semantic_path(key), np.where(semantic_mask(instances), 255, 0).astype(np.uint8))
     if "cutouts" in save:
+        tracks = instances.track_ids if track_path is not None else None
         for i, m in enumerate(instances.masks):
-            put(cutout_path(key, i), cutout(image, m, _crop_box(instances, i)))
-        put(cutout_path(key), cutout(image, semantic_mask(instances)))
+            full = cutout(image, m, alpha=alpha)
+            x1, y1, x2, y2 = _crop_box(instances, i, full[..., 3] > 0)
+            rel = cutout_path(key, i) if tracks is None else track_path(int(tracks[i]))
+            put(rel, np.ascontiguousarray(full[y1:y2, x1:x2]))
+        put(cutout_path(key), cutout(image, semantic_mask(instances), alpha=alpha))
     if "overlays" in save:
         put(overlay_path(key), render_overlay(image, instances))
     if "txt" in save:
@@ -318,8 +364,10 @@ class PredictionsBuilder:
 def image_annotations(instances: Instances) -> list[dict[str, Any]]:
     """COCO result annotations of one image (ids provisional: :class:`PredictionsBuilder` renumbers them)."""
     anns = cocojson.instance_annotations(instances, image_id=0, first_id=0, with_scores=True)
-    for ann in anns:
+    for i, ann in enumerate(anns):
         ann["refine"] = plain(ann.get("refine", {}))
+        if instances.track_ids is not None:
+            ann["track_id"] = int(instances.track_ids[i])
     return anns
 
 

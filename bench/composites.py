@@ -21,11 +21,18 @@ from animeseg.io import read_image, read_rgba
 
 @dataclass
 class Composite:
-    """One composite: ``image`` (H, W, 3) RGB uint8 and ``truth`` (ground-truth Instances, class 0)."""
+    """One composite: ``image`` (H, W, 3) RGB uint8 and ``truth`` (ground-truth Instances, class 0).
+
+    ``alphas`` (N, H, W) float32 is each instance's exact visible alpha (its sprite's alpha times what the
+    sprites in front leave), aligned with ``truth``; ``alpha`` (H, W) float32 is the exact alpha of all the
+    characters together (the whole-image cut-out's ground truth).
+    """
 
     name: str
     image: np.ndarray
     truth: Instances
+    alphas: np.ndarray | None = None
+    alpha: np.ndarray | None = None
 
 
 def _fit_background(bg: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,7 +75,7 @@ def make_composites(
         canvas = _fit_background(backgrounds[bgs[int(rng.integers(len(bgs)))]], width, height, rng).astype(np.float32)
         n = int(rng.integers(1, max_sprites + 1))
         slots = (np.arange(n) + rng.uniform(0.1, 0.9, n)) / n  # spread characters across the width
-        alphas = []
+        alphas, solid = [], []
         for j in range(n):
             rgba = sprites[fgs[int(rng.integers(len(fgs)))]]
             if rng.random() < 0.5:
@@ -90,19 +97,26 @@ def make_composites(
             full[ys:ye, xs:xe] = rgba[ys - y0 : ye - y0, xs - x0 : xe - x0]
             a = full[..., 3:] / 255.0
             canvas = canvas * (1 - a) + full[..., :3]
-            alphas.append(full[..., 3] >= 128)
-        masks = []
-        for j, m in enumerate(alphas):
+            alphas.append(full[..., 3] / 255.0)
+            solid.append(full[..., 3] >= 128)
+        masks, soft = [], []
+        for j, m in enumerate(solid):
             visible = m.copy()
-            for later in alphas[j + 1 :]:
-                visible &= ~later
+            exact = alphas[j].copy()
+            for front in range(j + 1, len(solid)):
+                visible &= ~solid[front]
+                exact *= 1 - alphas[front]
             if visible.sum() >= 0.02 * max(m.sum(), 1):
                 masks.append(visible)
+                soft.append(exact)
+        union = np.clip(1 - np.prod([1 - a for a in alphas], axis=0), 0, 1) if alphas else np.zeros((height, width))
         masks_arr = np.array(masks, bool).reshape(-1, height, width)
         truth = Instances(np.zeros((len(masks_arr), 4)), np.ones(len(masks_arr)), np.zeros(len(masks_arr)), masks_arr)
         truth.boxes = truth.boxes_from_masks()
         truth.names = {0: "person"}
-        out.append(Composite(f"composite_{seed}_{k:03d}", np.clip(canvas + 0.5, 0, 255).astype(np.uint8), truth))
+        image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+        exact = np.array(soft, np.float32).reshape(-1, height, width)
+        out.append(Composite(f"composite_{seed}_{k:03d}", image, truth, exact, union.astype(np.float32)))
     return out
 
 

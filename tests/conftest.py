@@ -73,3 +73,16 @@ def shared_onnx() -> Path:
     if not SHARED_ONNX.is_file():
         pytest.skip(f"shared ONNX model not found at {SHARED_ONNX} (only present in the team's workspace)")
     return SHARED_ONNX
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr). ``from conftest import run_cli``."""
+    from animeseg.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err

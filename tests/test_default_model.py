@@ -6,23 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli as cli
 from PIL import Image
 
 from animeseg import weights as W
-from animeseg.cli import main
 from animeseg.io import read_image
 
 EXAMPLE = W.example_image()
-
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture

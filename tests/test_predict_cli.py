@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import run_cli as cli
 from PIL import Image
 
 from animeseg.cli import main
@@ -30,17 +31,6 @@ from animeseg.masks import decode_rle, mask_iou, polygon_to_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--conf", "0", "--imgsz", "64", "--max-det", "3"]
-
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,38 @@ from animeseg.cli import options
 DEFAULT_SAVE = "json,overlays,video"
 
 
+def _check_alpha(value: str) -> str:
+    from animeseg.matte import ALPHA_MODES
+
+    if value not in ALPHA_MODES:
+        raise typer.BadParameter(f"--alpha {value}: choose one of {', '.join(ALPHA_MODES)}")
+    return value
+
+
+Track = Annotated[
+    bool,
+    typer.Option(
+        "--track",
+        help="Follow each character through a video, or through the images of one folder (a sequence, in name "
+        "order): every instance gets a track_id, overlays and videos colour characters by track, and cut-outs "
+        "go to one folder per track. --conf is what a detection needs to start a track.",
+    ),
+]
+Tracker = Annotated[
+    str,
+    typer.Option("--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."),
+]
+Alpha = Annotated[
+    str,
+    typer.Option(
+        "--alpha",
+        callback=_check_alpha,
+        help="Alpha of the cut-outs: binary (the mask, 0 or 255) or matte (soft edges from image matting around "
+        "the mask's edge, colours cleaned of the old background; about a second or more per character).",
+    ),
+]
+
+
 def _file_stamp(path: Path) -> dict:
     """Identity of a model file for resume records: changing the weights invalidates earlier outputs."""
     if path.is_dir():
@@ -19,6 +51,33 @@ def _file_stamp(path: Path) -> dict:
         return {"path": str(path.resolve()), "files": {p.name: _file_stamp(p)["size"] for p in files}}
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _check_frames(items: list, tracker: str) -> None:
+    """--track: the tracker is valid and there are frames to track (one warning line per lone image), else one
+    line and exit 2."""
+    from animeseg.cli.console import warn
+    from animeseg.errors import AnimesegError
+    from animeseg.track import lone_images, tracker_config
+
+    tracker_config(tracker)
+    lone = lone_images(items)
+    lone_keys = {it.key for it in lone}
+    if lone and not any(it.kind in ("image", "video") and it.key not in lone_keys for it in items):
+        names = ", ".join(it.name for it in lone[:3]) + (f" and {len(lone) - 3} more" if len(lone) > 3 else "")
+        raise AnimesegError(
+            f"--track needs frames: a video, or a folder of images; {names} "
+            f"{'is a single image' if len(lone) == 1 else 'are single images'}"
+        )
+    for it in lone:
+        warn(f"{it.path}: a single image, not a sequence; --track needs frames (its characters are numbered 1, 2...)")
+
+
+def _tracker_stamp(tracker: str) -> dict | str:
+    """Identity of the tracker for resume records (a YAML file's settings count, not only its name)."""
+    from animeseg.track import TRACKERS, tracker_config
+
+    return tracker if tracker in TRACKERS else tracker_config(tracker)
 
 
 def predict(
@@ -65,6 +124,9 @@ def predict(
     ray_address: options.RayAddress = None,
     workers: options.Workers = None,
     gpus_per_worker: options.GpusPerWorker = 0.0,
+    track: Track = False,
+    tracker: Tracker = "bytetrack",
+    alpha: Alpha = "binary",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
 
@@ -98,6 +160,10 @@ def predict(
     if not items:
         error(f"no images or videos found in {', '.join(sources)}")
         raise typer.Exit(1)
+    if track:
+        if not run_on.in_process:
+            raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
+        _check_frames(items, tracker)
 
     from animeseg.predict import LazySegmenter, SegmenterSpec
 
@@ -105,6 +171,10 @@ def predict(
     # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
     segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
     sam_path = refine_with.sam_checkpoint
+    if track:
+        from animeseg.track import TrackingSegmenter
+
+        segmenter = TrackingSegmenter(segmenter, tracker)
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
         "imgsz": imgsz,
@@ -115,13 +185,25 @@ def predict(
         "refine": method,
         "sam": _file_stamp(sam_path) if sam_path is not None else None,
         "sam_type": refine_with.sam_type if sam_path is not None else None,
+        "track": _tracker_stamp(tracker) if track else None,
+        "alpha": alpha,
     }
 
     from animeseg.cli.render import ProgressBars, print_run_summary
     from animeseg.runner import run
 
     with ProgressBars() as bars:
-        summary = run(items, segmenter, out, kinds, resume=resume, signature=signature, on_progress=bars, engine=run_on)
+        summary = run(
+            items,
+            segmenter,
+            out,
+            kinds,
+            resume=resume,
+            signature=signature,
+            on_progress=bars,
+            engine=run_on,
+            alpha=alpha,
+        )
     print_run_summary(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

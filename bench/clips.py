@@ -1,0 +1,155 @@
+"""Clips of real sprites walking across a real background, with exact per-frame identities, for tracking tests
+and benchmarks.
+
+Each character is a Ren'Py sprite (RGBA, exact alpha) moving at constant speed from one x position to another;
+characters drawn later pass in front. A character's ground-truth mask in a frame is its visible alpha (its own
+alpha times what the characters in front leave) >= 0.5, and its ``track_ids`` entry is its index in the walker
+list, so the identity of every ground-truth instance is known in every frame.
+
+Used by ``tests/test_track.py`` and ``bench/track.py``; nothing here is part of the installed package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from animeseg.instances import Instances
+from animeseg.io import read_image, read_rgba
+from animeseg.masks import mask_iou
+
+
+@dataclass(frozen=True)
+class Walker:
+    """A sprite walking from ``x0`` to ``x1`` (centre, fractions of the width); ``height`` is a fraction of the
+    frame height, ``sink`` how far below the bottom edge its feet are (a fraction of its height)."""
+
+    sprite: str
+    x0: float
+    x1: float
+    height: float = 0.8
+    sink: float = 0.0
+    flip: bool = False
+
+
+#: Two characters walking towards each other and crossing once, mid-clip.
+CROSSING = (
+    Walker("eileen happy.png", 0.12, 0.88, 0.83),
+    Walker("lucy happy.png", 0.88, 0.12, 0.80, sink=0.03, flip=True),
+)
+#: Three characters: two walk across a third who stands near the middle (three crossings).
+THREE = (
+    Walker("sylvie green normal.png", 0.50, 0.55, 0.78, sink=0.05),
+    Walker("eileen happy.png", 0.10, 0.90, 0.85),
+    Walker("lucy mad.png", 0.92, 0.08, 0.80, sink=0.03, flip=True),
+)
+
+
+@dataclass
+class Clip:
+    """``frames``: RGB (H, W, 3) uint8; ``truth``: one Instances per frame whose ``track_ids`` are the walkers'
+    indices; ``crossings``: how many pairs of characters pass each other."""
+
+    name: str
+    frames: list[np.ndarray]
+    truth: list[Instances]
+    crossings: int
+
+
+def _sprite(path: Path, height: int, flip: bool) -> np.ndarray:
+    rgba = read_rgba(path).astype(np.float32)
+    if flip:
+        rgba = rgba[:, ::-1]
+    rgba[..., :3] *= rgba[..., 3:] / 255.0  # premultiplied, so resizing cannot bleed transparent pixels' colour
+    width = max(8, round(rgba.shape[1] * height / rgba.shape[0]))
+    return cv2.resize(rgba, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def make_clip(
+    root: Path,
+    walkers: Sequence[Walker] = CROSSING,
+    frames: int = 24,
+    size: tuple[int, int] = (320, 240),
+    background: str = "bg meadow.jpg",
+    name: str = "walk",
+) -> Clip:
+    """A ``frames``-frame clip of ``size`` (width, height) from ``root/fg`` sprites over ``root/bg/background``."""
+    width, height = size
+    bg = read_image(root / "bg" / background)
+    scale = height / bg.shape[0]
+    bg = cv2.resize(bg, (max(width, round(bg.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    x = (bg.shape[1] - width) // 2
+    bg = bg[:, x : x + width].astype(np.float32)
+    sprites = [_sprite(root / "fg" / w.sprite, round(height * w.height), w.flip) for w in walkers]
+
+    images, truth = [], []
+    for t in range(frames):
+        f = t / max(frames - 1, 1)
+        canvas = bg.copy()
+        alphas = []
+        for w, spr in zip(walkers, sprites, strict=True):
+            sh, sw = spr.shape[:2]
+            x0 = round((w.x0 + (w.x1 - w.x0) * f) * width - sw / 2)
+            y0 = height - sh + round(w.sink * sh)
+            full = np.zeros((height, width, 4), np.float32)
+            xs, xe, ye = max(x0, 0), min(x0 + sw, width), min(y0 + sh, height)
+            if xe > xs:
+                full[y0:ye, xs:xe] = spr[: ye - y0, xs - x0 : xe - x0]
+            a = full[..., 3] / 255.0
+            canvas = canvas * (1 - a[..., None]) + full[..., :3]
+            alphas.append(a)
+        visible = []
+        for j, a in enumerate(alphas):
+            v = a.copy()
+            for later in alphas[j + 1 :]:
+                v *= 1 - later
+            visible.append(v >= 0.5)
+        keep = [j for j, m in enumerate(visible) if m.sum() >= 0.02 * max((alphas[j] >= 0.5).sum(), 1)]
+        masks = np.array([visible[j] for j in keep], bool).reshape(-1, height, width)
+        inst = Instances(np.zeros((len(keep), 4)), np.ones(len(keep)), np.zeros(len(keep)), masks, {0: "person"})
+        inst.boxes = inst.boxes_from_masks()
+        inst.track_ids = np.array(keep, np.int64)
+        images.append(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+        truth.append(inst)
+    crossings = sum((a.x0 - b.x0) * (a.x1 - b.x1) < 0 for i, a in enumerate(walkers) for b in walkers[i + 1 :])
+    return Clip(name, images, truth, int(crossings))
+
+
+def identities(truth: Instances, predicted: Instances, ids: Sequence[int], min_iou: float = 0.5) -> dict[int, int]:
+    """Ground-truth character -> the identity (``ids[i]`` of predicted instance i) matched to it in this frame:
+    pairs by decreasing mask IoU, each used once, IoU at least ``min_iou``."""
+    pairs = sorted(
+        ((mask_iou(t, p), i, j) for i, t in enumerate(truth.masks) for j, p in enumerate(predicted.masks)),
+        reverse=True,
+    )
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for iou, i, j in pairs:
+        character = int(truth.track_ids[i])
+        if iou < min_iou or character in out or j in used:
+            continue
+        out[character] = int(ids[j])
+        used.add(j)
+    return out
+
+
+def switches(per_frame: Sequence[dict[int, int]]) -> dict[int, dict[str, int]]:
+    """Per character: ``frames`` matched, ``switches`` (times its identity differs from the last one it had),
+    ``ids`` (distinct identities it took)."""
+    stats: dict[int, dict[str, int]] = {}
+    last: dict[int, int] = {}
+    seen: dict[int, set[int]] = {}
+    for frame in per_frame:
+        for character, ident in frame.items():
+            s = stats.setdefault(character, {"frames": 0, "switches": 0, "ids": 0})
+            s["frames"] += 1
+            if character in last and last[character] != ident:
+                s["switches"] += 1
+            last[character] = ident
+            seen.setdefault(character, set()).add(ident)
+            s["ids"] = len(seen[character])
+    return stats
