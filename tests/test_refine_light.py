@@ -321,6 +321,8 @@ def test_grabcut_cuts_one_bounded_crop_per_instance_and_threads_change_nothing(m
     second[100:700, 50:400] = True
     masks = np.stack([yolo, second])
     boxes = np.array([[0, 0, 1200, 900], [50, 100, 400, 700]], np.float32)
+    from animeseg._lazy import cv2 as lazy_cv2  # what grabcut.py calls through; it keeps what it looked up
+
     seen: list[tuple[int, int]] = []
     real = cv2.grabCut
 
@@ -328,7 +330,7 @@ def test_grabcut_cuts_one_bounded_crop_per_instance_and_threads_change_nothing(m
         seen.append(img.shape[:2])
         return real(img, *args)
 
-    monkeypatch.setattr(cv2, "grabCut", spy)
+    monkeypatch.setattr(lazy_cv2, "grabCut", spy)
     one = GrabCutRefiner(workers=1).candidates(image, boxes, masks)
     assert len(seen) == 2 * len(GrabCutRefiner().bands) and max(max(s) for s in seen) <= GrabCutRefiner().max_side
     two = GrabCutRefiner(workers=2).candidates(image, boxes, masks)
