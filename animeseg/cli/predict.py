@@ -200,7 +200,7 @@ def predict(
 
     Exit code 0 when every input succeeded, 1 when some failed (one line each), 2 on a usage error.
     """
-    from animeseg.console import console, error
+    from animeseg.console import console, error, warn
     from animeseg.media import expand_sources
     from animeseg.writers import parse_save
     from animeseg.yolo import resolve_model
@@ -228,6 +228,10 @@ def predict(
         raise typer.Exit(1)
     if track:
         _check_frames(items, tracker)
+    elif tracker != "bytetrack":
+        warn("--tracker is only used with --track; ignored")
+    if alpha is AlphaMode.matte and "cutouts" not in kinds:
+        warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
     from animeseg.predict import Segmenter
 
