@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from animeseg._lazy import cv2
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -19,8 +19,9 @@ import contextlib
 import io
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from animeseg._lazy import cv2
 
 #: ``--alpha`` choices: ``binary`` (alpha is the mask, 0 or 255) or ``matte`` (soft alpha from matting).
 ALPHA_MODES = ("binary", "matte")

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.errors import InputError
 from animeseg.io import IMAGE_EXTS, VIDEO_EXTS
 

@@ -5,11 +5,16 @@ after all of its outputs. The record holds its annotations, the output files it 
 them and the input's size and modification time. ``resume=True`` skips an input whose record matches all of
 these and whose files are all present, so a killed run continues where it stopped and ends with the same
 outputs as an uninterrupted one; ``predictions.json`` is assembled from the records at the end. Failed inputs
-get no record (they are retried) and one line on the console.
+get no record (they are retried), one ``error`` log line each and their reason in the :class:`RunSummary`.
+
+Each input is processed through an :class:`animeseg.engine.Engine` (here by default), and progress goes to an
+optional ``on_progress`` callback; nothing is printed.
 
 A segmenter with a ``start(sequence)`` method (:class:`animeseg.track.TrackingSegmenter`) tracks: each video,
 and the images of each output folder, is one sequence (:func:`animeseg.track.sequence_of`); with ``resume`` the
 images of a sequence are skipped only when all of them are complete, since their tracks depend on each other.
+The tracker's state lives in that segmenter, so tracking needs an engine that runs the items of a sequence in
+order in one process, as :class:`~animeseg.engine.LocalEngine` does.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from animeseg.console import console, error, progress, summary_table
+from animeseg.engine import Engine, LocalEngine
 from animeseg.errors import InputError
 from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
+from animeseg.progress import ProgressCallback, Step, logger, report
 from animeseg.track import frame_label, sequence_of
 from animeseg.writers import (
     KIND_FOLDERS,
@@ -119,9 +125,10 @@ class RunSummary:
     def exit_code(self) -> int:
         return 1 if self.failed else 0
 
-    def table(self) -> Any:
+    def rows(self) -> list[tuple[str, Any]]:
+        """(what, count) rows of the end-of-run table."""
         per_image = self.seconds / self.images if self.images else 0.0
-        rows = [
+        return [
             ("inputs", len(self.results)),
             ("succeeded", self.succeeded),
             ("skipped (already complete)", self.skipped),
@@ -131,7 +138,6 @@ class RunSummary:
             ("seconds", f"{self.seconds:.1f}"),
             ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
         ]
-        return summary_table(f"animeseg predict -> {self.out}", ["", "count"], rows)
 
 
 def signature_of(settings: dict[str, Any]) -> dict[str, Any]:
@@ -195,39 +201,25 @@ def clean_temp_files(out: Path) -> int:
 
 
 class _Progress:
-    """The rich bar: images (frames count as images), instances so far, seconds per image."""
+    """Progress of a run as :class:`~animeseg.progress.Step` records (task ``predict``): images and frames done
+    of those expected, instances so far and seconds per image."""
 
-    def __init__(self, total: int, enabled: bool):
-        from rich.progress import TextColumn
-
-        self.bar = (
-            progress(
-                TextColumn("{task.fields[instances]} instances"),
-                TextColumn("{task.fields[spi]} s/image"),
-            )
-            if enabled
-            else None
-        )
+    def __init__(self, total: int, on_progress: ProgressCallback | None):
+        self.on_progress = on_progress
         self.instances = 0
         self.seconds = 0.0
         self.done = 0
         self.timed = 0
         self.total = total
-        self.task = None
+        self.label = "predict"
 
-    def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.__enter__()
-            self.task = self.bar.add_task("predict", total=self.total, instances=0, spi="-")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+    def _report(self) -> None:
+        info = {"instances": self.instances, "s/image": self.seconds / self.timed if self.timed else "-"}
+        report(self.on_progress, Step("predict", self.done, max(self.total, self.done), self.label, info))
 
     def describe(self, name: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=name if len(name) <= 40 else "..." + name[-37:])
+        self.label = name
+        self._report()
 
     def step(self, instances: int, seconds: float, images: int = 1, timed: bool = True) -> None:
         self.instances += instances
@@ -235,14 +227,10 @@ class _Progress:
         if timed:
             self.seconds += seconds
             self.timed += images
-        if self.bar is not None:
-            spi = f"{self.seconds / self.timed:.2f}" if self.timed else "-"
-            self.bar.update(self.task, advance=images, instances=self.instances, spi=spi)
+        self._report()
 
     def adjust_total(self, delta: int) -> None:
-        if delta and self.bar is not None:
-            self.total += delta
-            self.bar.update(self.task, total=max(self.total, self.done))
+        self.total += delta
 
 
 def _process_image(
@@ -306,8 +294,9 @@ def run(
     *,
     resume: bool = False,
     signature: dict[str, Any] | None = None,
-    show_progress: bool = True,
     on_item: Callable[[ItemResult], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    engine: Engine | None = None,
     alpha: str = "binary",
 ) -> RunSummary:
     """Segment every input of ``items`` and write the outputs named in ``save`` under ``out``.
@@ -315,8 +304,10 @@ def run(
     ``signature`` (model and settings, JSON-ready) is stored in each completion record; with ``resume`` an input
     is skipped only when its record has the same signature and covers every requested output. ``alpha`` is the
     cut-outs' alpha, ``binary`` or ``matte`` (see :func:`animeseg.writers.cutout`). ``on_item`` is
-    called after each input (tests use it to stop a run midway). Returns the :class:`RunSummary`; the caller
-    prints its table and turns ``exit_code`` into the process status.
+    called after each input (tests use it to stop a run midway), ``on_progress`` with a
+    :class:`~animeseg.progress.Step` per image or frame. ``engine`` runs each input (default: a
+    :class:`~animeseg.engine.LocalEngine`). Returns the :class:`RunSummary`; the caller shows it and turns
+    ``exit_code`` into the process status.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,22 +319,35 @@ def run(
     total = sum((it.frames or 1) for it in items if it.kind != "error")
     redo = _incomplete_sequences(items, out, save, signature) if resume and _tracking(segmenter) else set()
 
-    with _Progress(total, show_progress) as bar:
-        for item in items:
-            skip_done = resume and not (redo and _sequence(item) in redo)
-            try:
-                result, record = _run_one(item, segmenter, out, save, skip_done, signature, bar, alpha)
-            except KeyboardInterrupt:
-                bar.__exit__(None, None, None)
-                error(
-                    f"interrupted at {item.name} ({len(summary.results)} of {len(items)} inputs done); finished "
-                    f"outputs are kept: run again with --resume to continue"
-                )
-                raise
+    bar = _Progress(total, on_progress)
+    engine = engine or LocalEngine()
+    # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
+    here = getattr(engine, "in_process", False)
+    work = ItemWork(
+        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo)
+    )
+
+    outcomes = engine.map(work, items)
+    try:
+        for outcome in outcomes:
+            if outcome.ok:
+                result, record = outcome.value
+                if not here:
+                    _step_from_result(bar, outcome.item, result)
+            else:
+                result, record = _failed(outcome.item, outcome.error or "failed", bar)
             summary.results.append(result)
             records.append(record)
             if on_item is not None:
                 on_item(result)
+    except KeyboardInterrupt:
+        done = len(summary.results)
+        name = items[done].name if done < len(items) else "the end"
+        logger.error(
+            f"interrupted at {name} ({done} of {len(items)} inputs done); finished outputs are kept: run again "
+            "with --resume to continue"
+        )
+        raise
 
     if "json" in save:
         builder = PredictionsBuilder(segmenter.names)
@@ -355,6 +359,34 @@ def run(
                 builder.add_ok(entry["file_name"], entry["height"], entry["width"], entry["annotations"])
         summary.predictions = builder.write(out / PREDICTIONS)
     return summary
+
+
+@dataclass
+class ItemWork:
+    """The work on one input (segment it, write its outputs and its completion record), as one picklable
+    callable: an engine may run it in another process, where ``segmenter`` is then built (see
+    :class:`animeseg.predict.SegmenterSpec`)."""
+
+    segmenter: SegmenterLike
+    out: Path
+    save: list[str]
+    resume: bool
+    signature: dict[str, Any]
+    bar: _Progress
+    alpha: str = "binary"
+    redo: frozenset[str] = frozenset()  # tracked image sequences redone whole on --resume
+
+    def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
+        skip_done = self.resume and _sequence(item) not in self.redo
+        return _run_one(item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha)
+
+
+def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> None:
+    """Progress of an input done elsewhere, as :func:`_run_one` reports it when run here."""
+    bar.describe(item.name)
+    bar.step(result.instances, result.seconds, images=result.images, timed=result.status == "ok")
+    if item.kind == "video":
+        bar.adjust_total(result.images - (item.frames or 1))
 
 
 def _sequence(item: MediaItem) -> str | None:
@@ -384,9 +416,7 @@ def _run_one(
     alpha: str = "binary",
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     if item.kind == "error":
-        message = item.error or "unusable input"
-        error(f"{item.path}: {message}")
-        return ItemResult(item.name, "error", message), None
+        raise InputError(item.path, item.error or "unusable input")  # found by expand_sources; reported here
 
     bar.describe(item.name)
     kinds = _kinds_for(item, save)
@@ -400,16 +430,11 @@ def _run_one(
         return ItemResult(item.name, "skipped", None, n_images, n_inst), old
 
     t0 = time.perf_counter()
-    try:
-        if item.kind == "video":
-            entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
-        else:
-            entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha)
-        source = _source_stat(item.path)
-    except InputError as e:
-        return _failed(item, e.problem, bar)
-    except Exception as e:  # one input's failure (decoder bug, out of memory...) must not end the batch
-        return _failed(item, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "), bar)
+    if item.kind == "video":
+        entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
+    else:
+        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha)
+    source = _source_stat(item.path)
     seconds = time.perf_counter() - t0
 
     if old is not None:  # an earlier run may have written more instances' files of the kinds just rewritten
@@ -434,14 +459,7 @@ def _run_one(
 
 
 def _failed(item: MediaItem, message: str, bar: _Progress) -> tuple[ItemResult, None]:
-    error(f"{item.path}: {message}")
+    logger.error(f"{item.path}: {message}")
     if item.kind == "image":
         bar.step(0, 0.0, images=1, timed=False)
     return ItemResult(item.name, "error", message), None
-
-
-def print_summary(summary: RunSummary) -> None:
-    """The end-of-run table (and where the outputs are)."""
-    console.print(summary.table())
-    if summary.failed:
-        console.print(f"{summary.failed} input(s) failed (one line each above); run again with --resume to retry them")

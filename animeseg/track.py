@@ -120,7 +120,10 @@ class TrackingSegmenter:
     def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack") -> None:
         self.segmenter = segmenter
         self.tracker_name = tracker
-        self.conf = float(segmenter.args.get("conf", 0.25))
+        # the detector's settings (YoloDetector.args): lowered per frame so weak detections can extend tracks; a
+        # detector without them is tracked on what it returns
+        self._args: dict[str, Any] | None = getattr(getattr(segmenter, "detector", None), "args", None)
+        self.conf = float(self._args.get("conf", 0.25)) if self._args is not None else 0.25
         tracker_config(tracker)  # a bad tracker fails here, before any frame is read
         self._trackers: dict[str, Tracker] = {}
         self._tracker: Tracker | None = None
@@ -142,12 +145,15 @@ class TrackingSegmenter:
         """The tracked instances of the next frame of the current sequence (RGB (H, W, 3) uint8)."""
         if self._tracker is None:
             raise RuntimeError("TrackingSegmenter: call start(sequence) before the first frame")
-        args = self.segmenter.args
-        args["conf"] = min(self.conf, self._tracker.low_thresh)  # weak detections may extend existing tracks
-        try:
+        args = self._args
+        if args is None:
             detected = self.segmenter.detect(image)
-        finally:
-            args["conf"] = self.conf
+        else:
+            args["conf"] = min(self.conf, self._tracker.low_thresh)  # weak detections may extend existing tracks
+            try:
+                detected = self.segmenter.detect(image)
+            finally:
+                args["conf"] = self.conf
         ids = self._tracker.update(detected, image)
         keep = ids >= 0
         detected = detected[keep]

@@ -2,28 +2,23 @@
 
 Ultralytics does the training; this module decides what it is given and what is kept afterwards:
 
-* the dataset: a ``data.yaml`` is used as it is; a ``datasets.yaml`` build config is built first, or its built
-  copy reused when that copy's manifest carries the same ``config_hash``;
-* the arguments: the reference study's defaults (batch auto, optimizer auto, lr0 0.01, momentum 0.937,
-  weight decay 5e-4, dropout 0), absolute run folders, ``amp=False`` on CPU, any further Ultralytics train
-  argument passed through as it is;
+* the dataset (:mod:`animeseg.train_data`): a ``data.yaml`` is used as it is; a ``datasets.yaml`` build config is
+  built first, or its built copy reused when that copy's manifest carries the same ``config_hash``;
+* the arguments (:mod:`animeseg.train_args`): the reference study's defaults (batch auto, optimizer auto, lr0
+  0.01, momentum 0.937, weight decay 5e-4, dropout 0), absolute run folders, ``amp=False`` on CPU, any further
+  Ultralytics train argument passed through as it is;
 * the network: none. Model files are checked before Ultralytics sees them (``animeseg.yolo``), and on a GPU the
-  AMP check, which would download ``yolo26n.pt``, is replaced by an offline one (:func:`offline_check_amp`);
+  AMP check, which would download ``yolo26n.pt``, is replaced by an offline one (:func:`offline_check_amp`,
+  installed by :class:`animeseg.trainer.AnimesegTrainer`);
 * the result: the best weights copied into ``weights/`` next to a JSON sidecar (dataset manifest hash, train
-  arguments, final metrics, package versions), and a summary table.
+  arguments, final metrics, package versions), returned as a :class:`TrainResult`.
 
-Importing this module imports Ultralytics (the trainer subclass must be importable by name: multi-GPU workers
-unpickle it in fresh processes).
+Importing this module imports neither Ultralytics nor torch; :func:`train` does.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
-import importlib.metadata
-import json
 import os
-import platform
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,135 +26,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from animeseg._offline import import_ultralytics
-from animeseg.console import console, progress, summary_table, warn
-from animeseg.errors import AnimesegError, ConfigError, InputError
+from animeseg.errors import AnimesegError, InputError
 from animeseg.io import atomic_path, write_json
+from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.train_args import (
+    DDP_BATCH_PER_GPU,
+    MANAGED_ARGS,
+    STUDY_DEFAULTS,
+    check_extra,
+    gpu_count,
+    parse_extra,
+    train_arguments,
+)
+from animeseg.train_data import ResolvedData, is_yolo_data_yaml, resolve_data
+from animeseg.train_sidecar import device_name, final_metrics, jsonable, package_versions, results_rows
 from animeseg.weights import sha256_file
 from animeseg.yolo import WEIGHTS_HINT, is_model_config, load_yolo, resolve_model
 
-import_ultralytics()
-
-import torch  # noqa: E402  (after the offline set-up, like everything Ultralytics)
-from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
-
-#: The reference study's training arguments; everything else is Ultralytics' default.
-STUDY_DEFAULTS: dict[str, Any] = {
-    "batch": -1,  # AutoBatch (single GPU); Ultralytics uses 16 on CPU
-    "optimizer": "auto",
-    "lr0": 0.01,
-    "momentum": 0.937,
-    "weight_decay": 5e-4,
-    "dropout": 0.0,
-}
-
-#: Arguments animeseg sets itself; passing them through ``extra`` would silently fight the named options.
-MANAGED_ARGS = frozenset({"data", "model", "mode", "task", "resume", "project", "name", "save_dir"})
-
-#: Batch size per GPU when AutoBatch is asked for on several GPUs (Ultralytics' AutoBatch is single-GPU only).
-DDP_BATCH_PER_GPU = 16
+if TYPE_CHECKING:
+    import torch
 
 #: GPUs Ultralytics' own AMP check refuses (NaN losses with float16); kept identical to ``check_amp``.
 _AMP_BAD_GPUS = re.compile(
     r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.IGNORECASE
 )
-
-
-# ------------------------------------------------------------------------------------------------ dataset
-@dataclass
-class ResolvedData:
-    """The YOLO ``data.yaml`` to train on and, for a built dataset, its manifest."""
-
-    data_yaml: Path
-    manifest: dict[str, Any] | None
-    manifest_path: Path | None
-    built_now: bool = False
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies the training data in a weights sidecar."""
-        return {
-            "data_yaml": str(self.data_yaml),
-            "data_yaml_sha256": sha256_file(self.data_yaml) if self.data_yaml.is_file() else None,
-            "manifest": str(self.manifest_path) if self.manifest_path else None,
-            "manifest_sha256": sha256_file(self.manifest_path) if self.manifest_path else None,
-            "config_hash": (self.manifest or {}).get("config_hash"),
-        }
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(path, f"cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(path, "", f"not valid YAML ({str(e).splitlines()[0]})") from None
-
-
-def is_yolo_data_yaml(doc: Any) -> bool:
-    """True for an Ultralytics dataset file (``train``/``val`` + ``names``), as opposed to a build config."""
-    return isinstance(doc, dict) and "train" in doc and ("names" in doc or "nc" in doc)
-
-
-def _manifest_next_to(data_yaml: Path) -> tuple[dict[str, Any] | None, Path | None]:
-    path = data_yaml.parent / "manifest.json"
-    if not path.is_file():
-        return None, None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), path
-    except (OSError, ValueError):
-        warn(f"{path}: unreadable manifest, the weights sidecar will not carry its hash")
-        return None, None
-
-
-def resolve_data(data: str | Path, workers: int = 1) -> ResolvedData:
-    """Turn ``--data`` into a ``data.yaml``: a dataset folder, a ``data.yaml``, or a ``datasets.yaml`` to build.
-
-    A build config is built with :func:`animeseg.data.build.build_dataset` unless its output folder already holds
-    a ``manifest.json`` with the config's current hash (then the built copy is reused as it is).
-    """
-    path = Path(data).expanduser().resolve()
-    if path.is_dir():
-        for candidate in ("data.yaml", "datasets.yaml"):
-            if (path / candidate).is_file():
-                path = path / candidate
-                break
-        else:
-            raise InputError(path, "folder holds neither data.yaml (a built dataset) nor datasets.yaml (a config)")
-    if not path.is_file():
-        raise InputError(path, "no such dataset file")
-    doc = _load_yaml(path)
-    if is_yolo_data_yaml(doc):
-        manifest, manifest_path = _manifest_next_to(path)
-        return ResolvedData(path, manifest, manifest_path)
-    return _build_or_reuse(path, workers)
-
-
-def _build_or_reuse(config: Path, workers: int) -> ResolvedData:
-    try:
-        from animeseg.data.build import build_dataset
-        from animeseg.data.config import config_hash, load_config
-    except ImportError as e:
-        raise AnimesegError(f"{config}: cannot build datasets in this installation ({e})") from None
-    cfg = load_config(config)
-    out = Path(getattr(cfg, "out", None) or config.parent / "dataset").resolve()
-    manifest_path = out / "manifest.json"
-    wanted = config_hash(config)
-    if manifest_path.is_file() and (out / "data.yaml").is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
-        if manifest.get("config_hash") == wanted:
-            console.print(f"Reusing the built dataset {out} (config hash {wanted[:12]} unchanged)")
-            return ResolvedData(out / "data.yaml", manifest, manifest_path)
-        console.print(f"{out}: built from another version of {config.name}; rebuilding")
-    manifest = build_dataset(config, workers=workers, overwrite=True)
-    out = Path(manifest.get("out", out)).resolve()
-    return ResolvedData(out / "data.yaml", manifest, out / "manifest.json", built_now=True)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -193,6 +85,11 @@ def offline_check_amp(model: torch.nn.Module) -> bool:
     it only when that file is already on disk; otherwise we keep its GPU blacklist and answer like its own
     offline branch does (AMP on), saying so.
     """
+    import torch
+
+    from animeseg._offline import import_ultralytics
+
+    import_ultralytics()
     from ultralytics.utils import LOGGER, WEIGHTS_DIR
     from ultralytics.utils.checks import check_amp
 
@@ -213,134 +110,14 @@ def offline_check_amp(model: torch.nn.Module) -> bool:
     return True
 
 
-def _amp_check(model: torch.nn.Module) -> bool:
-    return offline_check_amp(model)  # looked up at call time, so tests can observe it
+@dataclass
+class TrainResult:
+    """What a training run left: the best weights copied into the weights folder, their sidecar (also written
+    next to them as ``.json``) and the Ultralytics run folder."""
 
-
-class AnimesegTrainer(SegmentationTrainer):
-    """Ultralytics' segmentation trainer with the AMP check kept offline.
-
-    It lives at module level so that multi-GPU workers, which unpickle the trainer class by name in new
-    processes, get the same behaviour.
-    """
-
-    def _setup_train(self):
-        import ultralytics.engine.trainer as engine
-
-        original = engine.check_amp
-        engine.check_amp = _amp_check
-        try:
-            return super()._setup_train()
-        finally:
-            engine.check_amp = original
-
-
-# ------------------------------------------------------------------------------------------------ arguments
-def parse_extra(pairs: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict, values parsed as YAML (``0.5``, ``true``, ``[0, 1]``, ``SGD``)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise AnimesegError(f"--arg {pair!r}: expected key=value, e.g. --arg mosaic=0.5")
-        try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            out[key] = value
-    return out
-
-
-def check_extra(extra: dict[str, Any]) -> None:
-    """Refuse pass-through keys Ultralytics does not know, and the ones animeseg manages itself."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
-    for key in extra:
-        if key in MANAGED_ARGS:
-            raise AnimesegError(f"--arg {key}=...: set by animeseg; use the --{key.replace('_', '-')} option instead")
-        if key not in DEFAULT_CFG_DICT:
-            close = difflib.get_close_matches(key, DEFAULT_CFG_DICT, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise AnimesegError(f"--arg {key}=...: not an Ultralytics train argument{hint}")
-
-
-def _is_cpu(device: str | None) -> bool:
-    if device is None or str(device).strip() == "":
-        return not torch.cuda.is_available()
-    return str(device).strip().lower() in {"cpu", "mps"}
-
-
-def _gpu_count(device: str | None) -> int:
-    if device is None or _is_cpu(device):
-        return 0 if _is_cpu(device) else 1
-    return len([d for d in str(device).split(",") if d.strip()])
-
-
-def train_arguments(
-    *,
-    epochs: int | None,
-    imgsz: int | None,
-    batch: float | None,
-    device: str | None,
-    optimizer: str | None,
-    lr0: float | None,
-    momentum: float | None,
-    weight_decay: float | None,
-    dropout: float | None,
-    extra: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The Ultralytics train arguments: study defaults, then named options, then pass-through ``extra``.
-
-    A named option and an ``extra`` key for the same argument is an error (which one was meant?). Warns once when
-    ``lr0`` (or ``momentum``) is set while the optimizer stays ``auto``, because Ultralytics then ignores it.
-    """
-    extra = dict(extra or {})
-    check_extra(extra)
-    named = {
-        "epochs": epochs,
-        "imgsz": imgsz,
-        "batch": batch,
-        "device": device,
-        "optimizer": optimizer,
-        "lr0": lr0,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "dropout": dropout,
-    }
-    for key, value in named.items():
-        if value is not None and key in extra:
-            raise AnimesegError(f"--{key.replace('_', '-')} and --arg {key}=... both given; keep one")
-    args = {**STUDY_DEFAULTS, **{k: v for k, v in named.items() if v is not None}, **extra}
-    if isinstance(args.get("batch"), float) and args["batch"].is_integer():
-        args["batch"] = int(args["batch"])
-    # optimizer=auto picks the optimizer, lr0 and momentum itself: a value the user set would silently vanish
-    ignored = [k for k in ("lr0", "momentum") if named[k] is not None or k in extra]
-    if ignored and str(args.get("optimizer", "auto")).lower() == "auto":
-        values = ", ".join(f"{k}={args[k]}" for k in ignored)
-        warn(
-            f"{values}: no effect with optimizer=auto (Ultralytics then chooses the optimizer, its learning rate "
-            "and momentum itself); pass --optimizer SGD or AdamW to use them"
-        )
-    dev = args.get("device")
-    if _is_cpu(None if dev is None else str(dev)):
-        args.setdefault("amp", False)  # nothing to check on CPU; also keeps the check from running at all
-    gpus = _gpu_count(None if dev is None else str(dev))
-    if gpus > 1:
-        try:
-            import cloudpickle  # noqa: F401  (Ultralytics pickles the trainer for its DDP workers with it)
-        except ImportError:
-            raise AnimesegError(
-                f"device={dev}: training on several GPUs needs the cloudpickle package (pip install cloudpickle)"
-            ) from None
-        if float(args["batch"]) < 1:
-            args["batch"] = DDP_BATCH_PER_GPU * gpus
-            console.print(
-                f"AutoBatch works on one GPU only; using batch={args['batch']} ({DDP_BATCH_PER_GPU} per GPU). "
-                "Set --batch to choose."
-            )
-        elif int(args["batch"]) % gpus:
-            raise AnimesegError(f"--batch {args['batch']} must be a multiple of the {gpus} GPUs in --device {dev}")
-    return args
+    weights: Path
+    sidecar: dict[str, Any]
+    run: Path
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -390,77 +167,20 @@ def _ultralytics_logging(verbose: bool) -> Iterator[None]:
             os.environ["YOLO_VERBOSE"] = old_env
 
 
-def _epoch_progress(model: Any) -> Any:
-    """A rich bar over epochs, fed by Ultralytics callbacks; returns the Progress (caller stops it)."""
-    bar = progress()
-    state: dict[str, Any] = {}
+def _epoch_progress(model: Any, on_progress: ProgressCallback) -> None:
+    """Report epochs to ``on_progress`` through Ultralytics callbacks (task ``train``, the mask mAP in ``info``)."""
 
     def on_train_start(trainer: Any) -> None:
-        state["task"] = bar.add_task("training", total=trainer.epochs, completed=trainer.start_epoch)
+        report(on_progress, Step("train", int(trainer.start_epoch), int(trainer.epochs), "training"))
 
     def on_fit_epoch_end(trainer: Any) -> None:
-        if "task" not in state:
-            return
-        metrics = trainer.metrics or {}
-        m = metrics.get("metrics/mAP50-95(M)")
-        desc = f"epoch {min(trainer.epoch + 1, trainer.epochs)}/{trainer.epochs}"
-        if m is not None:
-            desc += f" mask mAP50-95 {float(m):.3f}"
-        bar.update(state["task"], completed=min(trainer.epoch + 1, trainer.epochs), description=desc)
+        done = min(trainer.epoch + 1, trainer.epochs)
+        m = (trainer.metrics or {}).get("metrics/mAP50-95(M)")
+        info = {} if m is None else {"mask mAP50-95": round(float(m), 3)}
+        report(on_progress, Step("train", int(done), int(trainer.epochs), f"epoch {done}/{trainer.epochs}", info))
 
     model.add_callback("on_train_start", on_train_start)
     model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-    bar.start()
-    return bar
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions that decide what a trained model is, for the sidecar."""
-    import animeseg
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "animeseg": animeseg.__version__}
-    for dist in ("ultralytics", "torch", "torchvision", "numpy", "opencv-python", "pycocotools"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["torch"] = torch.__version__  # keeps the build tag (+cu130, +cpu)
-    out["cuda"] = torch.version.cuda
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        try:
-            return value.item()
-        except (ValueError, RuntimeError):
-            pass
-    return str(value)
-
-
-def _results_rows(save_dir: Path) -> list[dict[str, str]]:
-    path = save_dir / "results.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
-
-
-def _final_metrics(trainer: Any, best: Path) -> dict[str, float]:
-    """Metrics of the best weights: the final validation in this process, else the checkpoint's (DDP)."""
-    metrics = getattr(trainer, "metrics", None)
-    if not isinstance(metrics, dict) or not any(k.startswith("metrics/") for k in metrics):
-        try:
-            metrics = torch.load(best, map_location="cpu", weights_only=False).get("train_metrics") or {}
-        except Exception:
-            metrics = {}
-    return {k: round(float(v), 6) for k, v in metrics.items() if k.startswith("metrics/") or k == "fitness"}
 
 
 def default_weights_dir() -> Path:
@@ -503,8 +223,10 @@ def train(
     callbacks: dict[str, Callable[[Any], None] | list[Callable[[Any], None]]] | None = None,
     verbose: bool = False,
     workers: int = 1,
-) -> Path:
-    """Train (or resume training) a YOLO segmentation model; returns the best weights copied into ``weights_dir``.
+    on_progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train (or resume training) a YOLO segmentation model; returns the best weights copied into ``weights_dir``
+    with their sidecar (:class:`TrainResult`).
 
     Args:
         data: a built dataset's ``data.yaml`` (or its folder), any Ultralytics segmentation ``data.yaml``, or a
@@ -523,7 +245,11 @@ def train(
         callbacks: Ultralytics callbacks to add, ``{event: fn or [fn, ...]}``.
         verbose: show Ultralytics' own log and per-batch progress.
         workers: worker processes when a ``datasets.yaml`` has to be built.
+        on_progress: receives a :class:`~animeseg.progress.Step` per epoch (task ``train``) and the dataset build's
+            steps; not called on several GPUs (DDP workers would have to unpickle it).
     """
+    from animeseg.trainer import AnimesegTrainer
+
     project = Path(project).expanduser().resolve()
     started = datetime.now(timezone.utc)
     if resume:
@@ -531,7 +257,7 @@ def train(
     else:
         if data is None:
             raise AnimesegError("--data is required (unless --resume)")
-        resolved = resolve_data(data, workers)
+        resolved = resolve_data(data, workers, on_progress)
         args = train_arguments(
             epochs=epochs,
             imgsz=imgsz,
@@ -556,9 +282,10 @@ def train(
     for event, fns in (callbacks or {}).items():
         for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
             yolo.add_callback(event, fn)
-    ddp = _gpu_count(plan.device) > 1
-    # DDP workers unpickle the callbacks: a live progress bar cannot travel, Ultralytics' own log is shown instead
-    bar = None if ddp else _epoch_progress(yolo)
+    ddp = gpu_count(plan.device) > 1
+    # DDP workers unpickle the callbacks: a live progress callback cannot travel, Ultralytics' own log shows instead
+    if on_progress is not None and not ddp:
+        _epoch_progress(yolo, on_progress)
     try:
         with _ultralytics_logging(verbose or ddp):
             yolo.train(trainer=AnimesegTrainer, **plan.kwargs)
@@ -568,9 +295,6 @@ def train(
         raise
     except FileNotFoundError as e:
         raise AnimesegError(f"training could not start: {e}") from None
-    finally:
-        if bar is not None:
-            bar.stop()
     return _finish(yolo.trainer, plan, weights_dir, started)
 
 
@@ -626,7 +350,7 @@ def _plan_resume(
     for key, value in {"imgsz": imgsz, "batch": batch, "device": device, **(extra or {})}.items():
         if value is not None:
             kwargs[key] = value
-    console.print(f"Resuming {last}")
+    logger.info(f"Resuming {last}")
     return _Plan(
         yolo,
         kwargs,
@@ -638,8 +362,8 @@ def _plan_resume(
     )
 
 
-def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: datetime) -> Path:
-    """Copy the best weights, write their sidecar, print the summary; returns the copied weights."""
+def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: datetime) -> TrainResult:
+    """Copy the best weights and write their sidecar."""
     save_dir = Path(trainer.save_dir)
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     if not best.is_file():
@@ -654,47 +378,29 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
         "from_scratch": bool(plan.from_scratch),
         "resumed": plan.checkpoint is not None,
         "dataset": plan.data.fingerprint(),
-        "names": _jsonable(getattr(trainer, "data", {}).get("names", {})),
-        "train_args": _jsonable(vars(trainer.args)),
-        "epochs_completed": len(_results_rows(save_dir)),
-        "metrics": _final_metrics(trainer, best),
+        "names": jsonable(getattr(trainer, "data", {}).get("names", {})),
+        "train_args": jsonable(vars(trainer.args)),
+        "epochs_completed": len(results_rows(save_dir)),
+        "metrics": final_metrics(trainer, best),
         "versions": package_versions(),
-        "device": _device_name(trainer),
+        "device": device_name(trainer),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out.with_suffix(".json"), sidecar, indent=2)
-    _print_summary(out, save_dir, sidecar)
-    return out
-
-
-def _device_name(trainer: Any) -> str:
-    device = getattr(trainer, "device", None)
-    if device is not None and getattr(device, "type", "") == "cuda" and torch.cuda.is_available():
-        return f"{trainer.args.device}: {torch.cuda.get_device_name(device)}"
-    return str(getattr(trainer.args, "device", "cpu") or "cpu")
-
-
-def _print_summary(weights: Path, save_dir: Path, sidecar: dict[str, Any]) -> None:
-    m = sidecar["metrics"]
-    rows = [
-        ("weights", str(weights)),
-        ("sidecar", str(weights.with_suffix(".json"))),
-        ("run folder", str(save_dir)),
-        ("epochs completed", sidecar["epochs_completed"]),
-        ("mask mAP50-95", m.get("metrics/mAP50-95(M)", "n/a")),
-        ("mask mAP50", m.get("metrics/mAP50(M)", "n/a")),
-        ("box mAP50-95", m.get("metrics/mAP50-95(B)", "n/a")),
-    ]
-    console.print(summary_table("Training finished", ["", "value"], rows))
+    return TrainResult(out, sidecar, save_dir)
 
 
 __all__ = [
     "STUDY_DEFAULTS",
-    "AnimesegTrainer",
+    "DDP_BATCH_PER_GPU",
+    "MANAGED_ARGS",
+    "TrainResult",
     "ResolvedData",
     "WEIGHTS_HINT",
     "offline_check_amp",
+    "check_extra",
+    "is_yolo_data_yaml",
     "parse_extra",
     "resolve_data",
     "train",

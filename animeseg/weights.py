@@ -6,8 +6,9 @@ other command finds its models on disk (``weights/`` by default) and fails with 
 Digests: the SAM SHA-256 values are the ones pinned for Meta's published files by many independent projects
 (micro_sam, 3D Slicer's SlicerSegmentAnything, ...), with the published byte sizes. Ultralytics publishes no
 digest for its YOLOv8 files; the values below are those of the official ``yolov8{n,s,m}-seg.pt`` as found
-identically in several independent mirrors (Hugging Face LFS records). ``animeseg weights list`` says which is
-which. A download whose digest differs is never installed.
+identically in several independent mirrors (Hugging Face LFS records). The light SAM family (MobileSAM, SAM 2.1)
+comes with no published digest: those entries are marked unverified and their downloads installed unchecked.
+``animeseg weights list`` says which is which. A download whose digest differs is never installed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/{file}"
 
 _MIRRORS = "agreed by independent mirrors of the official file (Ultralytics publishes no digest)"
 _SAM_PINS = "Meta's published file, digest pinned by independent projects"
+_UNVERIFIED = "no digest published by the authors: unverified (`animeseg weights verify` shows what you got)"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file}"
+_MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ def _yolo(name: str, sha256: str, size: int, description: str) -> OfficialWeight
 
 def _sam(name: str, file: str, sha256: str, size: int, description: str) -> OfficialWeights:
     return OfficialWeights(name, file, "sam", (_SAM_URL.format(file=file),), sha256, size, _SAM_PINS, description)
+
+
+def _light(name: str, file: str, url: str, description: str) -> OfficialWeights:
+    """A light-family SAM file: its authors publish neither digest nor size, so neither is checked."""
+    return OfficialWeights(name, file, "sam", (url,), None, None, _UNVERIFIED, description)
 
 
 #: The official files, in the order ``weights list`` shows them.
@@ -104,11 +113,30 @@ OFFICIAL: dict[str, OfficialWeights] = {
             2_564_550_879,
             "Segment Anything ViT-H (best, slowest)",
         ),
+        _light("mobile_sam", "mobile_sam.pt", _MOBILE_SAM_URL, "MobileSAM: SAM's decoder, a 5M TinyViT encoder"),
+        *(
+            _light(
+                f"sam2.1_{size[0]}",
+                f"sam2.1_hiera_{size}.pt",
+                _SAM2_URL.format(file=f"sam2.1_hiera_{size}.pt"),
+                f"SAM 2.1 Hiera {label}",
+            )
+            for size, label in (("tiny", "tiny (CPU)"), ("small", "small"), ("base_plus", "base+"), ("large", "large"))
+        ),
     )
 }
 
-#: Official model used when no --model is given and no animeseg-trained weights exist.
-DEFAULT_OFFICIAL = "yolov8m-seg"
+#: The model that ships inside the package (see docs/model.md): an fp32 ONNX for CPU inference and the
+#: checkpoint it was exported from, for fine-tuning and export. Used when no --model is given and no
+#: animeseg-trained weights are in the weights folder.
+PACKAGED_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_NAME = "anime-yolov8n-seg"
+
+#: Settings chosen for the packaged model by measurement on held-out art (docs/model.md): at conf 0.5 it predicts
+#: 1.07x the true instances there (0.25: 1.27x, partial and duplicate detections); its ONNX input is 640.
+DEFAULT_SETTINGS = {"imgsz": 640, "conf": 0.5}
+#: What ``predict`` keeps for any other model: Ultralytics' own default.
+OTHER_SETTINGS = {"imgsz": 640, "conf": 0.25}
 
 
 def _default_weights_dir() -> Path:
@@ -119,17 +147,20 @@ def _default_weights_dir() -> Path:
     return Path.cwd() / "weights"
 
 
-#: The project's weights folder (``$ANIMESEG_WEIGHTS``, read at each call, takes precedence).
-WEIGHTS_DIR = _default_weights_dir()
+#: A fixed weights folder that replaces the default one (tests and embedding applications set it); None: the
+#: default, worked out at each call (the working directory may change after import).
+WEIGHTS_DIR: Path | None = None
 
 
 def weights_dir(path: str | Path | None = None) -> Path:
     """The weights folder downloads go to: ``path`` when given, else ``$ANIMESEG_WEIGHTS``, else
-    :data:`WEIGHTS_DIR`."""
+    :data:`WEIGHTS_DIR` when set, else ``weights/`` of the source checkout or of the working directory."""
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get("ANIMESEG_WEIGHTS")
-    return Path(env).expanduser() if env else WEIGHTS_DIR
+    if env:
+        return Path(env).expanduser()
+    return WEIGHTS_DIR if WEIGHTS_DIR is not None else _default_weights_dir()
 
 
 def search_dirs(path: str | Path | None = None) -> list[Path]:
@@ -183,27 +214,44 @@ def _find_official(name: str, directory: str | Path | None) -> Path | None:
     return None
 
 
+def packaged_model(form: str = "onnx") -> Path:
+    """The packaged default model: ``onnx`` (CPU inference) or ``pt`` (the checkpoint, for training/export)."""
+    return PACKAGED_DIR / f"{DEFAULT_NAME}.{form}"
+
+
+def model_settings(model: str | Path) -> dict[str, float]:
+    """Default ``imgsz`` and ``conf`` for ``model``: :data:`DEFAULT_SETTINGS` for the packaged model (either
+    form), else :data:`OTHER_SETTINGS`."""
+    path = Path(model).expanduser().resolve()
+    packaged = {packaged_model(f).resolve() for f in ("onnx", "pt")}
+    return dict(DEFAULT_SETTINGS if path in packaged else OTHER_SETTINGS)
+
+
+def example_image() -> Path:
+    """The example image of a source checkout (three Ren'Py tutorial sprites on a meadow, MIT)."""
+    return Path(__file__).resolve().parents[1] / "examples" / "renpy-meadow.jpg"
+
+
 def default_model(directory: str | Path | None = None) -> Path:
-    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights, else the official
-    ``yolov8m-seg.pt``, looked for in :func:`search_dirs`; else a :class:`MissingWeightsError` saying what to
-    do. Never downloads."""
+    """The model ``predict`` uses without ``--model``: the newest animeseg-trained weights in
+    :func:`search_dirs`, else the packaged anime model. Never downloads."""
     trained = trained_weights(directory)
     if trained:
         return trained[0]
-    official = _find_official(DEFAULT_OFFICIAL, directory)
-    if official is not None:
-        return official
-    where = " or ".join(str(d) for d in search_dirs(directory))
+    packaged = packaged_model()
+    if packaged.is_file():
+        return packaged
     raise MissingWeightsError(
-        official_path(DEFAULT_OFFICIAL, directory),
-        f"no --model given and no model in {where}: pass --model PATH, train one with "
-        f"`animeseg train`, or get the official one with `animeseg weights download {DEFAULT_OFFICIAL}`",
+        packaged,
+        "no --model given, no animeseg-trained weights and the packaged model is missing (a broken install?): "
+        "reinstall animeseg or pass --model PATH",
     )
 
 
 def default_sam(directory: str | Path | None = None) -> Path | None:
-    """An official SAM checkpoint in the searched folders (the largest model if several), else None."""
-    for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b"):
+    """An official SAM checkpoint in the searched folders (the largest ViT model if several, else the largest
+    light one), else None."""
+    for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b", "sam2.1_l", "sam2.1_b", "sam2.1_s", "sam2.1_t", "mobile_sam"):
         path = _find_official(name, directory)
         if path is not None:
             return path
@@ -276,8 +324,8 @@ def download(
     entry = find(entry) if isinstance(entry, str) else entry
     dest = official_path(entry, directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and entry.sha256 and verify(dest, entry.sha256).ok:
-        return dest
+    if dest.is_file() and (entry.sha256 is None or verify(dest, entry.sha256).ok):
+        return dest  # an unverified file cannot be checked, so one already there is kept
     part = part_path(dest)
     errors: list[str] = []
     for url in entry.urls:

@@ -25,14 +25,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from animeseg import cocojson
+from animeseg._lazy import cv2
 from animeseg.instances import Instances
 from animeseg.io import atomic_path, write_image, write_json, write_text
 from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
 from animeseg.matte import ALPHA_MODES, matte
+from animeseg.yolo_labels import format_line, is_writable
 
 SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video")
 #: Per-image outputs (everything but the run-level json and the per-video video).
@@ -91,15 +92,16 @@ def parse_save(text: str | Iterable[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ paths
 def mask_path(key: str, i: int) -> str:
-    return f"masks/{key}_{i}.png"
+    return f"{KIND_FOLDERS['masks']}/{key}_{i}.png"
 
 
 def semantic_path(key: str) -> str:
-    return f"semantic/{key}.png"
+    return f"{KIND_FOLDERS['semantic']}/{key}.png"
 
 
 def cutout_path(key: str, i: int | None = None) -> str:
-    return f"cutouts/{key}.png" if i is None else f"cutouts/{key}_{i}.png"
+    folder = KIND_FOLDERS["cutouts"]
+    return f"{folder}/{key}.png" if i is None else f"{folder}/{key}_{i}.png"
 
 
 def track_cutout_path(folder: str, track_id: int, frame: str) -> str:
@@ -108,19 +110,19 @@ def track_cutout_path(folder: str, track_id: int, frame: str) -> str:
     ``folder`` ends the sequence's own part of the path: ``clip#`` for a video (next to its frames' files
     ``clip#000012.png``), ``sub/`` for the images of folder ``sub`` (empty for the source root).
     """
-    return f"cutouts/{folder}track_{int(track_id):03d}/{frame}.png"
+    return f"{KIND_FOLDERS['cutouts']}/{folder}track_{int(track_id):03d}/{frame}.png"
 
 
 def overlay_path(key: str) -> str:
-    return f"overlays/{key}.jpg"
+    return f"{KIND_FOLDERS['overlays']}/{key}.jpg"
 
 
 def label_path(key: str) -> str:
-    return f"labels/{key}.txt"
+    return f"{KIND_FOLDERS['txt']}/{key}.txt"
 
 
 def video_path(key: str) -> str:
-    return f"videos/{key}.mp4"
+    return f"{KIND_FOLDERS['video']}/{key}.mp4"
 
 
 # ------------------------------------------------------------------------------------------------ content
@@ -165,8 +167,8 @@ def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None
 
 
 def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
-    """YOLO-seg label lines ``class x1 y1 ... xn yn`` (coordinates / image width or height), one per instance
-    whose mask yields a polygon; exactly what Ultralytics trains on."""
+    """YOLO-seg label lines (:mod:`animeseg.yolo_labels`), one per instance whose mask yields a polygon of 3 or
+    more distinct points; exactly what Ultralytics trains on."""
     h, w = instances.image_size
     lines = []
     for mask, cls in zip(instances.masks, instances.classes, strict=True):
@@ -174,7 +176,8 @@ def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
         if len(poly) < 3:
             continue
         norm = np.clip(poly / np.array([w, h], np.float32), 0.0, 1.0)
-        lines.append(f"{int(cls)} " + " ".join(f"{v:.6f}" for v in norm.reshape(-1)))
+        if is_writable(norm):
+            lines.append(format_line(int(cls), norm))
     return lines
 
 
@@ -305,9 +308,9 @@ class VideoOutput:
 
 
 # ------------------------------------------------------------------------------------------------ predictions.json
-def error_image(image_id: int, file_name: str, message: str) -> dict[str, Any]:
-    """The ``images`` entry of an input that failed (size unknown: 0)."""
-    return cocojson.image_record(image_id, file_name, 0, 0, status="error", error=message)
+def error_image(image_id: int, file_name: str, message: str, height: int = 0, width: int = 0) -> dict[str, Any]:
+    """The ``images`` entry of an input that failed (size 0 when unknown)."""
+    return cocojson.image_record(image_id, file_name, height, width, status="error", error=message)
 
 
 def ok_image(image_id: int, file_name: str, height: int, width: int) -> dict[str, Any]:
@@ -315,32 +318,44 @@ def ok_image(image_id: int, file_name: str, height: int, width: int) -> dict[str
 
 
 class PredictionsBuilder:
-    """Accumulates images and annotations in input order, numbering both from 1, and writes predictions.json."""
+    """The one writer of ``predictions.json`` (``predict`` and ``eval`` alike): images in input order, each with
+    its status, and their annotations, numbered from 1.
 
-    def __init__(self, names: dict[int, str]):
+    Image ids are numbered from 1 too unless the caller gives them (``eval`` keeps the ground truth's ids).
+    ``categories`` replaces the list made from ``names`` (``eval`` writes the ground truth's own categories).
+    """
+
+    def __init__(self, names: dict[int, str], categories: list[dict[str, Any]] | None = None):
         self.names = dict(names)
+        self.categories = categories
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
 
-    def add_error(self, file_name: str, message: str) -> int:
-        image_id = len(self.images) + 1
-        self.images.append(error_image(image_id, file_name, message))
+    def add_error(
+        self, file_name: str, message: str, image_id: int | None = None, height: int = 0, width: int = 0
+    ) -> int:
+        image_id = len(self.images) + 1 if image_id is None else int(image_id)
+        self.images.append(error_image(image_id, file_name, message, height, width))
         return image_id
 
-    def add_ok(self, file_name: str, height: int, width: int, annotations: Iterable[dict[str, Any]]) -> int:
-        """Add an image and its annotations (ids and image_id are renumbered here)."""
-        image_id = len(self.images) + 1
+    def add_ok(
+        self,
+        file_name: str,
+        height: int,
+        width: int,
+        annotations: Iterable[dict[str, Any]],
+        image_id: int | None = None,
+    ) -> int:
+        """Add an image and its annotations (annotation ids and their image_id are set here)."""
+        image_id = len(self.images) + 1 if image_id is None else int(image_id)
         self.images.append(ok_image(image_id, file_name, height, width))
         for ann in annotations:
             self.annotations.append({**ann, "id": len(self.annotations) + 1, "image_id": image_id})
         return image_id
 
     def document(self) -> dict[str, Any]:
-        return {
-            "images": self.images,
-            "annotations": self.annotations,
-            "categories": cocojson.categories(self.names),
-        }
+        categories = self.categories if self.categories is not None else cocojson.categories(self.names)
+        return {"images": self.images, "annotations": self.annotations, "categories": categories}
 
     def write(self, path: str | Path) -> Path:
         return write_json(path, self.document())

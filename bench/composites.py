@@ -52,16 +52,21 @@ def make_composites(
     seed: int = 0,
     size: tuple[int, int] = (640, 360),
     max_sprites: int = 3,
+    folder: str | None = None,
 ) -> list[Composite]:
     """``count`` composites of ``size`` (width, height) from ``root/fg/*.png`` onto ``root/bg/*``.
+
+    ``folder`` picks one game of a tree laid out as ``root/fg/FOLDER/*.png`` and ``root/bg/FOLDER/*`` (the
+    open-sprites layout): its characters on its own backgrounds.
 
     Each holds 1..``max_sprites`` characters, 55-95 % of the canvas height, bottom-aligned (some sink below the
     edge), mirrored half the time; later sprites may overlap earlier ones. A character left with under 2 % of
     its own area visible is not counted as an instance (nobody could segment it either).
     """
     rng = np.random.default_rng(seed)
-    fgs = sorted((root / "fg").glob("*.png"))
-    bgs = sorted(p for p in (root / "bg").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    fg_dir, bg_dir = (root / "fg", root / "bg") if folder is None else (root / "fg" / folder, root / "bg" / folder)
+    fgs = sorted(fg_dir.glob("*.png"))
+    bgs = sorted(p for p in bg_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     width, height = size
     sprites = {p: read_rgba(p) for p in fgs}
     backgrounds = {p: read_image(p) for p in bgs}

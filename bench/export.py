@@ -46,6 +46,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from animeseg import export as ex  # noqa: E402
+from animeseg.export.detector import letterbox  # noqa: E402
 from animeseg.refine.sam_onnx import OnnxSamRefiner, prepare_image  # noqa: E402
 
 
@@ -88,7 +89,7 @@ def bench_detector(arch: str, work: Path, imgsz: int, repeats: int, threads: int
     pt = work / f"{arch}.pt"
     yolo.save(pt)
     image = ex.sample_image(360, 640)[0]
-    x = ex._letterbox(image, imgsz)
+    x = letterbox(image, imgsz)
     net = import_ultralytics().YOLO(pt).model.float().fuse().eval()
     variants = {"ONNX Runtime FP32": {}, "ONNX Runtime INT8": {"int8": True}, "ONNX Runtime FP16": {"half": True}}
     fns: dict[str, Callable[[], object]] = {"PyTorch (fused)": lambda: net(torch.from_numpy(x))}

@@ -51,9 +51,9 @@ def run(clips: list[str], frames: int, trackers: list[str]) -> list[str]:
     for name in clips:
         clip = make_clip(RENPY, CLIPS[name], frames=frames, name=name)
         seg.detect(clip.frames[0])  # warm-up
-        seg.args["conf"] = 0.1
+        seg.detector.args["conf"] = 0.1
         detections = [seg.detect(frame) for frame in clip.frames]
-        seg.args["conf"] = 0.25
+        seg.detector.args["conf"] = 0.25
         modes: list[tuple[str, object]] = [("position (no --track)", seg)]
         modes += [(f"--track --tracker {t}", TrackingSegmenter(seg, t)) for t in trackers]
         for label, model in modes:

@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 from animeseg import cocojson
 from animeseg.cli import app
 from animeseg.errors import AnimesegError
-from animeseg.evaluate import class_map, evaluate, foreground_metrics
+from animeseg.evaluate import evaluate
+from animeseg.ground_truth import class_map
 from animeseg.instances import Instances
 from animeseg.io import write_image, write_json
+from animeseg.metrics import foreground_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ helpers, also under plain `pytest`
 from bench.composites import make_composites  # noqa: E402

@@ -20,11 +20,11 @@ from animeseg.export import (
     export_sam,
     raise_if_failed,
     sample_image,
-    sha256_file,
 )
 from animeseg.refine.base import Candidates, Refiner
 from animeseg.refine.sam_onnx import OnnxSamRefiner, prepare_image, read_sam_json
 from animeseg.sam import TINY, build_sam, save_sam
+from animeseg.weights import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,6 +252,44 @@ def test_detector_parity_fp32(yolo_checkpoint, yolo_onnx):
     assert report.metrics["mask coverage"] > 0.01  # the compared masks are not all empty
 
 
+def _same_predictions(a: dict, b: dict) -> tuple[float, float, int]:
+    """(smallest per-instance mask IoU, largest score difference, instances) of two predictions.json documents
+    with the same images; instances are paired in their written order (descending score)."""
+    from animeseg.masks import decode_rle, mask_iou
+
+    assert [i["file_name"] for i in a["images"]] == [i["file_name"] for i in b["images"]]
+    assert all(i["status"] == "ok" for i in a["images"] + b["images"])
+    worst_iou, worst_score = 1.0, 0.0
+    for image in a["images"]:
+        ann_a = [x for x in a["annotations"] if x["image_id"] == image["id"]]
+        ann_b = [x for x in b["annotations"] if x["image_id"] == image["id"]]
+        assert len(ann_a) == len(ann_b), image["file_name"]
+        for x, y in zip(ann_a, ann_b, strict=True):
+            assert x["category_id"] == y["category_id"]
+            worst_iou = min(worst_iou, mask_iou(decode_rle(x["segmentation"]), decode_rle(y["segmentation"])))
+            worst_score = max(worst_score, abs(x["score"] - y["score"]))
+    return worst_iou, worst_score, len(a["annotations"])
+
+
+def test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio(yolo_checkpoint, yolo_onnx, tmp_path):
+    """One letterbox for every backend: a static export is square, so the checkpoint must see the same square
+    input (Ultralytics would give it a tighter rectangle, and masks and scores would drift apart)."""
+    from animeseg.io import write_image
+
+    folder = tmp_path / "in"
+    for i, (h, w) in enumerate([(96, 200), (200, 96), (150, 150), (120, 310)]):
+        write_image(folder / f"{i}.png", _image(h, w, seed=i))
+    docs = []
+    for name, model in (("pt", yolo_checkpoint), ("onnx", yolo_onnx)):
+        out = tmp_path / name
+        args = ["predict", str(folder), "--model", str(model), "--imgsz", "160", "--conf", "0.05", "--max-det", "8"]
+        assert _cli([*args, "--device", "cpu", "--out", str(out), "--save", "json"]) == 0
+        docs.append(json.loads((out / "predictions.json").read_text()))
+    worst_iou, worst_score, n = _same_predictions(*docs)
+    assert n >= 4, "the perturbed model finds something on these images"
+    assert worst_iou >= 0.99 and worst_score <= 1e-3, (worst_iou, worst_score)
+
+
 def test_detector_runs_in_ultralytics(yolo_onnx):
     from animeseg.yolo import load_yolo
 
@@ -398,10 +436,9 @@ def test_predict_with_exported_sam_matches_pytorch_sam(
 def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_path, accept_any_candidate):
     """Detector and SAM both exported: `animeseg predict` on ONNX Runtime gives the PyTorch run's instances.
 
-    The detector is the random YOLOv8n-seg of ``_tiny_yolo``, which detects garbage but deterministic boxes.
-    It is exported with --dynamic: a static export letterboxes to a square, while
-    Ultralytics runs a .pt on the smallest stride-multiple rectangle, so on non-square images the two see
-    differently padded inputs (see docs/export.md).
+    The detector is the random YOLOv8n-seg of ``_tiny_yolo``, which detects garbage but deterministic boxes,
+    exported with --dynamic (the static export is checked by
+    ``test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio``).
     """
     from animeseg.io import write_image
 

@@ -269,7 +269,7 @@ def test_grabcut_degenerate_inputs():
     refiner = GrabCutRefiner()
     for mask, box in ((full, [0, 0, 50, 40]), (empty, [5, 5, 20, 20]), (tiny, [10, 10, 12, 12])):
         c = refiner.candidates(image, np.array([box], np.float32), mask)
-        assert c.masks.shape == (1, 3, 40, 50)
+        assert c.masks.shape == (1, len(refiner.bands), 40, 50)
         out = fuse(Instances(np.array([box]), [0.9], [0], mask), c, "grabcut")
         assert len(out) == 1 and out.refine[0]["reason"]
     c = refiner.candidates(image, np.array([[0, 0, 50, 40]], np.float32), full)
@@ -278,7 +278,7 @@ def test_grabcut_degenerate_inputs():
     assert out.refine[0]["refined"] is False and "empty" in out.refine[0]["reason"]
     np.testing.assert_array_equal(out.masks, full)
     none = refiner.candidates(image, np.zeros((0, 4), np.float32), np.zeros((0, 40, 50), bool))
-    assert none.masks.shape == (0, 3, 40, 50)
+    assert none.masks.shape == (0, len(refiner.bands), 40, 50)
 
 
 def test_grabcut_raises_mask_ap_on_anime_composites(shared_onnx, composites):

@@ -180,7 +180,7 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
         assert np.array_equal(a.track_ids, b.track_ids) and np.array_equal(a.scores, b.scores)  # same detections
         tracks |= set(b.track_ids.tolist())
         changed += sum(r["refined"] for r in b.refine)
-        assert plain.conf == 0.25 and plain.segmenter.args["conf"] == 0.25  # restored after each detection
+        assert plain.conf == 0.25 and plain.segmenter.detector.args["conf"] == 0.25  # restored after each detection
     assert tracks == {1, 2}
     assert changed >= 2  # GrabCut really replaced masks, and they kept their tracks
 
@@ -225,7 +225,7 @@ def test_a_sequence_is_resumed_as_a_whole(tmp_path):
     assert [sequence_of(it) for it in items] == ["a/"] * 3 + ["b/"] * 2 and lone_images(items) == []
     out = tmp_path / "out"
     fake = _FakeTracking()
-    first = run(items, fake, out, ["json", "cutouts"], show_progress=False)
+    first = run(items, fake, out, ["json", "cutouts"])
     assert first.succeeded == 5
     assert (out / "cutouts" / "a" / "track_003" / "f2.png").is_file()
     assert (out / "cutouts" / "b" / "track_002" / "f1.png").is_file()
@@ -235,7 +235,7 @@ def test_a_sequence_is_resumed_as_a_whole(tmp_path):
     record_path(out, "a/f1").unlink()  # as if the run had been killed there
     fake = _FakeTracking()
     seen = []
-    again = run(items, fake, out, ["json", "cutouts"], resume=True, show_progress=False, on_item=seen.append)
+    again = run(items, fake, out, ["json", "cutouts"], resume=True, on_item=seen.append)
     assert [r.status for r in seen] == ["ok", "ok", "ok", "skipped", "skipped"]  # all of a/ again, b/ kept
     assert (again.succeeded, again.skipped) == (3, 2)
     assert json.loads((out / "predictions.json").read_text()) == doc

@@ -37,10 +37,16 @@ def cli(capsys, *args: str) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_is_complete_and_well_formed():
-    assert list(W.OFFICIAL) == ["yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+    pinned = ["yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+    light = ["mobile_sam", "sam2.1_t", "sam2.1_s", "sam2.1_b", "sam2.1_l"]
+    assert list(W.OFFICIAL) == pinned + light
     for w in W.OFFICIAL.values():
-        assert w.sha256 and W.is_sha256(w.sha256) and w.size and w.size > 1_000_000
+        if w.name in pinned:
+            assert w.sha256 and W.is_sha256(w.sha256) and w.size and w.size > 1_000_000
+        else:  # no digest published: marked unverified, nothing to check a download against
+            assert w.sha256 is None and w.size is None and "unverified" in w.digest_source and w.kind == "sam"
         assert all(u.startswith("https://") and u.endswith("/" + w.filename) for u in w.urls)
+    assert W.OFFICIAL["sam2.1_t"].filename == "sam2.1_hiera_tiny.pt"
     assert W.OFFICIAL["sam_vit_b"].filename == "sam_vit_b_01ec64.pth"
     assert W.OFFICIAL["yolov8m-seg"].url.endswith("/v8.4.0/yolov8m-seg.pt")
 
@@ -55,6 +61,9 @@ def test_registry_is_complete_and_well_formed():
         ("vit_l", "sam_vit_l"),
         ("sam_vit_h_4b8939.pth", "sam_vit_h"),
         ("SAM_VIT_B", "sam_vit_b"),
+        ("mobile_sam", "mobile_sam"),
+        ("sam2.1_hiera_tiny.pt", "sam2.1_t"),
+        ("sam2.1_l", "sam2.1_l"),
     ],
 )
 def test_find_accepts_names_and_file_names(alias, name):
@@ -68,13 +77,13 @@ def test_find_rejects_unknown_names():
 
 # ------------------------------------------------------------------------------------------------ default model
 def test_default_model_prefers_animeseg_trained_weights(tmp_path):
-    with pytest.raises(MissingWeightsError, match="no --model given.*animeseg weights download yolov8m-seg"):
-        W.default_model(tmp_path)
+    packaged = W.packaged_model("onnx")
+    assert W.default_model(tmp_path) == packaged
     official = tmp_path / "yolov8m-seg.pt"
     official.write_bytes(b"x")
-    assert W.default_model(tmp_path) == official
+    assert W.default_model(tmp_path) == packaged  # a COCO file is used only when named with --model
     (tmp_path / "lonely.pt").write_bytes(b"x")  # no sidecar: not animeseg-trained
-    assert W.default_model(tmp_path) == official
+    assert W.default_model(tmp_path) == packaged
     older = tmp_path / "anime-a.pt"
     older.write_bytes(b"x")
     (tmp_path / "anime-a.json").write_text("{}")
@@ -103,7 +112,11 @@ def test_weights_folders_searched(tmp_path, monkeypatch):
     # $ANIMESEG_WEIGHTS is the one folder when set (downloads go there too)
     monkeypatch.setenv("ANIMESEG_WEIGHTS", str(env))
     assert W.search_dirs() == [env] and W.weights_dir() == env
-    with pytest.raises(MissingWeightsError, match=str(env)):
+    # no animeseg-trained weights there (an official COCO file does not count): the packaged anime model
+    (env / "yolov8m-seg.pt").write_bytes(b"x")
+    assert W.default_model() == W.packaged_model("onnx")
+    monkeypatch.setattr(W, "PACKAGED_DIR", tmp_path / "broken-install")
+    with pytest.raises(MissingWeightsError, match="packaged model is missing"):
         W.default_model()
 
 
@@ -156,9 +169,10 @@ def test_list_shows_every_file_digest_and_status(tmp_path, capsys):
     code, err = cli(capsys, "weights", "list", "--dir", str(tmp_path))
     assert code == 0
     for w in W.OFFICIAL.values():
-        assert f"{w.sha256}  {w.filename}" in err  # full digests, sha256sum format
+        assert f"{w.sha256 or 'not published':64}  {w.filename}" in err  # full digests, sha256sum format
     assert "present" in err and "partial download" in err and "missing" in err
     assert "Ultralytics publishes no digest" in err
+    assert "mobile_sam, sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l: no digest published by the authors: unverified" in err
 
 
 # ------------------------------------------------------------------------------------------------ download
@@ -322,14 +336,36 @@ def test_download_command_shows_progress_and_verifies(tmp_path, loopback, capsys
         server.close()
 
 
+def test_download_of_an_unverified_file_says_so_and_keeps_it(tmp_path, loopback, capsys, monkeypatch):
+    data = os.urandom(30_000)
+    server = _Server(data)
+    try:
+        entry = replace(W.OFFICIAL["mobile_sam"], urls=(server.url,))
+        monkeypatch.setitem(W.OFFICIAL, "mobile_sam", entry)
+        code, err = cli(capsys, "weights", "download", "mobile_sam", "--dir", str(tmp_path))
+        assert code == 0, err
+        digest = hashlib.sha256(data).hexdigest()
+        assert f"no published digest, unverified: sha256 {digest}" in err and "sha256 verified" not in err
+        assert (tmp_path / "mobile_sam.pt").read_bytes() == data
+        asked = len(server.requests)  # a second download keeps the file: nothing to check it against or fetch
+        code, err = cli(capsys, "weights", "download", "mobile_sam", "--dir", str(tmp_path))
+        assert code == 0 and len(server.requests) == asked and (tmp_path / "mobile_sam.pt").read_bytes() == data
+    finally:
+        server.close()
+
+
 def test_other_commands_never_download(tmp_path, capsys, network_attempts, monkeypatch):
     monkeypatch.setattr(W, "WEIGHTS_DIR", tmp_path)
     monkeypatch.delenv("ANIMESEG_WEIGHTS", raising=False)
     monkeypatch.chdir(tmp_path)
     img = tmp_path / "a.png"
     img.write_bytes(b"")
+    # no --model: the packaged model segments; the empty file is one bad input, and nothing is fetched
     code, err = cli(capsys, "predict", str(img), "--out", str(tmp_path / "out"))
-    assert code == 2 and "no --model given" in err and "animeseg weights download yolov8m-seg" in err
+    assert code == 1 and "a.png" in err
     assert network_attempts() == []
-    assert not (tmp_path / "out").exists()
     assert Path(tmp_path).joinpath("yolov8m-seg.pt").exists() is False
+    monkeypatch.setattr(W, "PACKAGED_DIR", tmp_path / "broken-install")
+    code, err = cli(capsys, "predict", str(img), "--out", str(tmp_path / "out2"))
+    assert code == 2 and "no --model given" in err and "--model PATH" in err
+    assert not (tmp_path / "out2").exists() and network_attempts() == []

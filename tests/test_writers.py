@@ -130,7 +130,17 @@ def test_overlay_draws_labels_even_at_the_top_edge(scene):
     inst.boxes[0] = [0, 0, 40, 40]  # label cannot go above the box
     out = render_overlay(image, inst)
     assert out.shape == image.shape and out.dtype == np.uint8
-    assert not np.array_equal(out, image)
+    # the label sits just inside the box's top edge: a block of the instance's own colour with white text in
+    # it (a tint alone only blends colours, it never paints the exact palette colour over a whole block)
+    import cv2
+
+    from animeseg.writers import PALETTE
+
+    label = f"{inst.class_names()[0]} {float(inst.scores[0]):.2f}"
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    block = out[2 : th + base, 2 : min(tw, out.shape[1])]
+    assert (block == PALETTE[0]).all(-1).mean() > 0.4
+    assert (block == 255).all(-1).any()
 
 
 def test_empty_mask_cutout_uses_the_box(tmp_path, scene):

@@ -11,8 +11,9 @@ import sys
 import typer
 
 from animeseg import __version__
-from animeseg.cli import data, evaluate, export, predict, train, weights
-from animeseg.console import error
+from animeseg.cli import data, evaluate, export, predict, serve, train, weights
+from animeseg.cli.console import error
+from animeseg.cli.render import setup_logging
 from animeseg.errors import AnimesegError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _root(
     ),
 ) -> None:
     """Anime-character instance segmentation."""
+    setup_logging()
 
 
 app.add_typer(data.app, name="data")
@@ -48,6 +50,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.add_typer(export.app, name="export")
+app.command("serve")(serve.serve)
 
 
 def main(argv: list[str] | None = None) -> None:

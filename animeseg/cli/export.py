@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from animeseg.cli import options
 from animeseg.errors import AnimesegError
 
 app = typer.Typer(
     help="Export the detector and Segment Anything to ONNX (run them with ONNX Runtime, without PyTorch).",
     no_args_is_help=True,
 )
-
-SAM_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
 
 
 @app.command("onnx")
@@ -33,9 +33,7 @@ def onnx_command(
     sam_checkpoint: Path | None = typer.Option(
         None, "--sam-checkpoint", help="Segment Anything checkpoint (.pth) to export as encoder + decoder ONNX."
     ),
-    sam_type: str = typer.Option(
-        "auto", "--sam-type", help="SAM architecture: auto (read from the checkpoint), vit_b, vit_l or vit_h."
-    ),
+    sam_type: options.SamType = "auto",
     check_image: Path | None = typer.Option(
         None, "--check-image", help="Image for the parity checks (default: a built-in synthetic scene)."
     ),
@@ -48,11 +46,9 @@ def onnx_command(
         raise AnimesegError("nothing to export: give --model PATH and/or --sam-checkpoint PATH")
     if half and int8:
         raise AnimesegError("choose one of --half and --int8, not both")
-    if sam_type not in SAM_TYPES:
-        raise AnimesegError(f"--sam-type {sam_type}: choose one of {', '.join(SAM_TYPES)}")
 
     from animeseg import export as ex
-    from animeseg.console import console, progress, summary_table, warn
+    from animeseg.cli.console import console, progress, summary_table, warn
     from animeseg.io import read_image
 
     image = read_image(check_image) if check_image is not None else None
@@ -74,6 +70,7 @@ def onnx_command(
 
             bar.update(task, description=f"loading {sam_checkpoint.name}")
             sam = load_sam(sam_checkpoint, sam_type, device="cpu")
+            ex.require_vit(sam, sam_checkpoint)
             config = config_from_state_dict(sam.state_dict())
             bar.update(task, advance=1, description=f"exporting SAM {config.name}")
             folder = ex.export_sam(sam_checkpoint, sam_type, out / ex.sam_folder_name(config.name, int8), int8, sam=sam)
@@ -82,7 +79,7 @@ def onnx_command(
             bar.advance(task)
 
     for report in reports:
-        console.print(ex.parity_table(report))
+        console.print(parity_table(report))
     rows = []
     for report in reports:
         files = sorted(report.path.iterdir()) if report.path.is_dir() else [report.path]
@@ -93,3 +90,24 @@ def onnx_command(
     console.print(summary_table("ONNX export", ["file", "size", "precision", "parity"], rows))
     for report in reports:
         ex.raise_if_failed(report)
+
+
+def parity_table(report: Any) -> Any:
+    """A rich renderable of a parity report: a metric table and a line saying what was compared."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    verdict = "[green]passed[/]" if report.passed else "[red]FAILED[/]"
+    table = Table(
+        title=f"{report.model} {report.precision} ONNX vs PyTorch: {verdict}",
+        title_justify="left",
+        header_style="bold",
+    )
+    for i, col in enumerate(("metric", "value", "limit", "")):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for name, value, limit, ok in report.rows():
+        style = {"pass": "green", "FAIL": "red"}.get(ok, "dim")
+        table.add_row(name, value, limit, f"[{style}]{ok}[/]")
+    detail = f"{report.path}" + (f": {report.detail}" if report.detail else "")
+    return Group(table, Text(detail, style="dim"))

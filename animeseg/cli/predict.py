@@ -2,91 +2,46 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-
-class RefineMethod(str, Enum):
-    none = "none"
-    sam = "sam"
-    grabcut = "grabcut"
-
-
-class SamType(str, Enum):
-    auto = "auto"
-    vit_b = "vit_b"
-    vit_l = "vit_l"
-    vit_h = "vit_h"
-
-
-class AlphaMode(str, Enum):
-    binary = "binary"
-    matte = "matte"
-
+from animeseg.cli import options
 
 DEFAULT_SAVE = "json,overlays,video"
 
 
-def parse_classes(text: str | None) -> list[int] | None:
-    """``"0,2"`` (commas or spaces) -> ``[0, 2]``; None or empty -> None (every class)."""
-    if text is None or not text.strip():
-        return None
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: give class ids as integers, e.g. --classes 0 or --classes 0,2") from None
-    if any(v < 0 for v in values):
-        raise typer.BadParameter("class ids are 0 or more")
-    return sorted(set(values))
+def _check_alpha(value: str) -> str:
+    from animeseg.matte import ALPHA_MODES
+
+    if value not in ALPHA_MODES:
+        raise typer.BadParameter(f"--alpha {value}: choose one of {', '.join(ALPHA_MODES)}")
+    return value
 
 
-def _sam_source(refine: RefineMethod, sam_checkpoint: Path | None) -> Path | None:
-    """The SAM checkpoint (file, or exported ONNX folder with sam.json) for --refine sam, checked before any
-    work; None for the other methods."""
-    from animeseg.console import warn
-    from animeseg.errors import AnimesegError, MissingWeightsError
-    from animeseg.sam import SAM_HINT
-    from animeseg.weights import default_sam
-
-    if refine is not RefineMethod.sam:
-        if sam_checkpoint is not None:
-            warn(f"--sam-checkpoint is only used with --refine sam; ignored with --refine {refine.value}")
-        return None
-    if sam_checkpoint is None:
-        found = default_sam()
-        if found is None:
-            raise AnimesegError(
-                "--refine sam needs a SAM checkpoint: pass --sam-checkpoint PATH or get one with "
-                "`animeseg weights download sam_vit_b` (--refine grabcut needs no weights)"
-            )
-        return found
-    path = sam_checkpoint.expanduser()
-    if path.is_dir():
-        if not (path / "sam.json").is_file():
-            raise AnimesegError(f"{path}: a folder, but not an exported SAM (no sam.json in it)")
-        return path
-    if not path.is_file():
-        raise MissingWeightsError(path, SAM_HINT)
-    return path
-
-
-def _check_device(device: str | None) -> str | None:
-    """Validate ``--device`` (Ultralytics' spelling: ``cpu``, ``0``, ``cuda:0``, ``mps``) before any work and
-    return it as torch spells it (``cuda:0``), for the refiner; None stays None (automatic)."""
-    if device is None:
-        return None
-    from animeseg._offline import import_ultralytics
-    from animeseg.errors import AnimesegError
-
-    import_ultralytics()
-    from ultralytics.utils.torch_utils import select_device
-
-    try:
-        return str(select_device(device, verbose=False))
-    except Exception as e:
-        raise AnimesegError(f"--device {device}: {str(e).splitlines()[0]}") from None
+Track = Annotated[
+    bool,
+    typer.Option(
+        "--track",
+        help="Follow each character through a video, or through the images of one folder (a sequence, in name "
+        "order): every instance gets a track_id, overlays and videos colour characters by track, and cut-outs "
+        "go to one folder per track. --conf is what a detection needs to start a track.",
+    ),
+]
+Tracker = Annotated[
+    str,
+    typer.Option("--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."),
+]
+Alpha = Annotated[
+    str,
+    typer.Option(
+        "--alpha",
+        callback=_check_alpha,
+        help="Alpha of the cut-outs: binary (the mask, 0 or 255) or matte (soft edges from image matting around "
+        "the mask's edge, colours cleaned of the old background; about a second or more per character).",
+    ),
+]
 
 
 def _file_stamp(path: Path) -> dict:
@@ -101,7 +56,7 @@ def _file_stamp(path: Path) -> dict:
 def _check_frames(items: list, tracker: str) -> None:
     """--track: the tracker is valid and there are frames to track (one warning line per lone image), else one
     line and exit 2."""
-    from animeseg.console import warn
+    from animeseg.cli.console import warn
     from animeseg.errors import AnimesegError
     from animeseg.track import lone_images, tracker_config
 
@@ -132,24 +87,22 @@ def predict(
         "(mp4, avi, mkv, webm, mov, animated GIF; every frame is segmented).",
         show_default=False,
     ),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="YOLOv8-seg weights (.pt or .onnx, or an exported folder). Default: the newest animeseg-trained "
-        "weights in weights/, else the official weights/yolov8m-seg.pt.",
-        show_default=False,
-    ),
-    imgsz: int = typer.Option(640, "--imgsz", min=32, help="Inference size in pixels (long side)."),
-    conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Minimum detection confidence."),
-    iou: float = typer.Option(0.7, "--iou", min=0.0, max=1.0, help="IoU threshold of non-maximum suppression."),
-    max_det: int = typer.Option(300, "--max-det", min=1, help="Most instances kept per image."),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, 0, cuda:0, mps... Default: the first GPU if there is one, else the CPU."
-    ),
-    classes: str | None = typer.Option(
-        None, "--classes", help="Keep only these class ids, comma-separated (with COCO models 0 = person)."
-    ),
+    model: options.Model = None,
+    imgsz: options.Imgsz = 640,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            "--conf",
+            min=0.0,
+            max=1.0,
+            help="Lowest detection score kept (default: 0.5 with the packaged model, measured in docs/model.md; "
+            "0.25 otherwise).",
+        ),
+    ] = None,
+    iou: options.Iou = 0.7,
+    max_det: options.MaxDet = 300,
+    device: options.Device = None,
+    classes: options.Classes = None,
     out: Path = typer.Option(
         Path("runs/predict"), "--out", "-o", help="Output folder; outputs mirror the inputs' relative paths."
     ),
@@ -160,50 +113,29 @@ def predict(
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
         "(annotated copy of each video; replaces per-frame overlays), or all.",
     ),
-    refine: RefineMethod = typer.Option(
-        RefineMethod.none,
-        "--refine",
-        help="Mask refinement: sam (Segment Anything, prompted with YOLO's boxes), grabcut (needs no weights) or "
-        "none. Refined masks are kept only where they agree with YOLO's.",
-    ),
-    sam_checkpoint: Path | None = typer.Option(
-        None,
-        "--sam-checkpoint",
-        help="SAM checkpoint (.pth) or exported SAM ONNX folder, for --refine sam. Default: an official SAM "
-        "file in weights/.",
-        show_default=False,
-    ),
-    sam_type: SamType = typer.Option(
-        SamType.auto, "--sam-type", help="SAM architecture; auto reads it from the checkpoint."
-    ),
+    refine: options.Refine = options.RefineMethod.none,
+    refine_sam: options.RefineSam = False,
+    sam_checkpoint: options.SamCheckpoint = None,
+    sam_type: options.SamType = "auto",
     resume: bool = typer.Option(
         False, "--resume", help="Skip inputs whose outputs in --out are complete from an earlier run."
     ),
-    track: bool = typer.Option(
-        False,
-        "--track",
-        help="Follow each character through a video, or through the images of one folder (a sequence, in name "
-        "order): every instance gets a track_id, overlays and videos colour characters by track, and cut-outs "
-        "go to one folder per track. --conf is what a detection needs to start a track.",
-    ),
-    tracker: str = typer.Option(
-        "bytetrack", "--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."
-    ),
-    alpha: AlphaMode = typer.Option(
-        AlphaMode.binary,
-        "--alpha",
-        help="Alpha of the cut-outs: binary (the mask, 0 or 255) or matte (soft edges from image matting around "
-        "the mask's edge, colours cleaned of the old background; about a second or more per character).",
-    ),
+    engine: options.EngineOpt = options.EngineName.local,
+    ray_address: options.RayAddress = None,
+    workers: options.Workers = None,
+    gpus_per_worker: options.GpusPerWorker = 0.0,
+    track: Track = False,
+    tracker: Tracker = "bytetrack",
+    alpha: Alpha = "binary",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
 
     Exit code 0 when every input succeeded, 1 when some failed (one line each), 2 on a usage error.
     """
-    from animeseg.console import console, error, warn
+    from animeseg.cli.console import error, warn
+    from animeseg.device import resolve_device
     from animeseg.media import expand_sources
     from animeseg.writers import parse_save
-    from animeseg.yolo import resolve_model
 
     try:
         kinds = parse_save(save)
@@ -211,38 +143,38 @@ def predict(
         raise typer.BadParameter(str(e), param_hint="--save") from None
     if not kinds:
         raise typer.BadParameter("name at least one output", param_hint="--save")
-    class_ids = parse_classes(classes)
+    class_ids = options.parse_class_ids(classes)
+    method = options.refine_method(refine, refine_sam)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
-    if model is None:
-        from animeseg.weights import default_model
+    run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
+    model_file = options.model_file(model)
+    if conf is None:
+        from animeseg.weights import model_settings
 
-        model = default_model()
-    model_file = Path(resolve_model(model))
-    sam_path = _sam_source(refine, sam_checkpoint)
-    torch_device = _check_device(device)
+        conf = model_settings(model_file)["conf"]
+    torch_device = resolve_device(device)
+    refine_with = options.refine_options(method, sam_checkpoint, sam_type, torch_device)
 
     items = expand_sources(sources, exclude=out)
     if not items:
         error(f"no images or videos found in {', '.join(sources)}")
         raise typer.Exit(1)
     if track:
+        if not run_on.in_process:
+            raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
         _check_frames(items, tracker)
     elif tracker != "bytetrack":
         warn("--tracker is only used with --track; ignored")
-    if alpha is AlphaMode.matte and "cutouts" not in kinds:
+    if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
-    from animeseg.predict import Segmenter
+    from animeseg.predict import LazySegmenter, SegmenterSpec
 
-    refiner = None
-    if refine is not RefineMethod.none:
-        from animeseg.refine import build_refiner
-
-        refiner = build_refiner(refine.value, sam_checkpoint=sam_path, sam_type=sam_type.value, device=torch_device)
-    segmenter = Segmenter(
-        model_file, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
-    )
+    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids)
+    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
+    segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
+    sam_path = refine_with.sam_checkpoint
     if track:
         from animeseg.track import TrackingSegmenter
 
@@ -254,18 +186,28 @@ def predict(
         "iou": iou,
         "max_det": max_det,
         "classes": class_ids,
-        "refine": refine.value,
+        "refine": method,
         "sam": _file_stamp(sam_path) if sam_path is not None else None,
-        "sam_type": sam_type.value if sam_path is not None else None,
+        "sam_type": refine_with.sam_type if sam_path is not None else None,
         "track": _tracker_stamp(tracker) if track else None,
-        "alpha": alpha.value,
+        "alpha": alpha,
     }
 
-    from animeseg.runner import print_summary, run
+    from animeseg.cli.render import ProgressBars, print_run_summary
+    from animeseg.runner import run
 
-    summary = run(items, segmenter, out, kinds, resume=resume, signature=signature, alpha=alpha.value)
-    print_summary(summary)
-    if summary.predictions is not None:
-        console.print(f"predictions: {summary.predictions}", soft_wrap=True)
+    with ProgressBars() as bars:
+        summary = run(
+            items,
+            segmenter,
+            out,
+            kinds,
+            resume=resume,
+            signature=signature,
+            on_progress=bars,
+            engine=run_on,
+            alpha=alpha,
+        )
+    print_run_summary(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

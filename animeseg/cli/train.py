@@ -76,27 +76,42 @@ def train(
     ),
 ) -> None:
     """Train a YOLOv8-seg model on an animeseg dataset (offline; the study's defaults; resumable)."""
+    from animeseg.cli.console import console, summary_table
+    from animeseg.cli.render import ProgressBars
     from animeseg.train import parse_extra
     from animeseg.train import train as run_train
 
-    run_train(
-        data,
-        model,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        device=device,
-        project=project,
-        name=name,
-        resume=resume,
-        from_scratch=from_scratch,
-        optimizer=optimizer,
-        lr0=lr0,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        dropout=dropout,
-        extra=parse_extra(arg),
-        weights_dir=weights_dir,
-        verbose=verbose,
-        workers=build_workers,
-    )
+    with ProgressBars() as bars:
+        result = run_train(
+            data,
+            model,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            project=project,
+            name=name,
+            resume=resume,
+            from_scratch=from_scratch,
+            optimizer=optimizer,
+            lr0=lr0,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            dropout=dropout,
+            extra=parse_extra(arg),
+            weights_dir=weights_dir,
+            verbose=verbose,
+            workers=build_workers,
+            on_progress=bars,
+        )
+    m = result.sidecar["metrics"]
+    rows = [
+        ("weights", str(result.weights)),
+        ("sidecar", str(result.weights.with_suffix(".json"))),
+        ("run folder", str(result.run)),
+        ("epochs completed", result.sidecar["epochs_completed"]),
+        ("mask mAP50-95", m.get("metrics/mAP50-95(M)", "n/a")),
+        ("mask mAP50", m.get("metrics/mAP50(M)", "n/a")),
+        ("box mAP50-95", m.get("metrics/mAP50-95(B)", "n/a")),
+    ]
+    console.print(summary_table("Training finished", ["", "value"], rows))

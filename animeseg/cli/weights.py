@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h): list them, download them into weights/ "
-    "(the only command that uses the network) and verify their SHA-256.",
+    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l): list them, download "
+    "them into weights/ (the only command that uses the network) and verify their SHA-256.",
     no_args_is_help=True,
 )
 
@@ -35,7 +35,7 @@ def list_(
     """Show the official checkpoints, their SHA-256 and whether they are in the weights folder, plus any
     animeseg-trained weights and the model `predict` uses by default."""
     from animeseg import weights as W
-    from animeseg.console import console, summary_table
+    from animeseg.cli.console import console, summary_table
     from animeseg.errors import MissingWeightsError
 
     rows = []
@@ -60,20 +60,25 @@ def list_(
     trained = W.trained_weights(directory)
     for p in trained:
         console.print(f"animeseg-trained: {p}", soft_wrap=True)
+    packaged = [
+        (W.DEFAULT_NAME, str(W.packaged_model(f)), _size(W.packaged_model(f).stat().st_size))
+        for f in ("onnx", "pt")
+        if W.packaged_model(f).is_file()
+    ]
+    if packaged:
+        console.print(summary_table("Packaged anime model (docs/model.md)", ["name", "file", "size"], packaged))
     try:
         console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
-    except MissingWeightsError:
-        console.print(
-            f"default model for predict: none yet (`animeseg weights download {W.DEFAULT_OFFICIAL}` or "
-            "`animeseg train`)",
-            soft_wrap=True,
-        )
+    except MissingWeightsError as e:
+        console.print(f"default model for predict: none ({e})", soft_wrap=True)
 
 
 @app.command("download")
 def download(
     names: list[str] = typer.Argument(
-        None, help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h."
+        None,
+        help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
+        "sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l.",
     ),
     all_: bool = typer.Option(False, "--all", help="Fetch every official file."),
     directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
@@ -84,7 +89,7 @@ def download(
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
     from animeseg import weights as W
-    from animeseg.console import console, progress
+    from animeseg.cli.console import console, progress
 
     if all_:
         names = list(W.OFFICIAL)
@@ -105,7 +110,58 @@ def download(
                 on_bytes=lambda n, task=task, bar=bar: bar.advance(task, n),
                 timeout=timeout,
             )
-        console.print(f"{entry.name}: {path} (sha256 verified)", soft_wrap=True)
+        check = "sha256 verified" if entry.sha256 else f"no published digest, unverified: sha256 {W.sha256_file(path)}"
+        console.print(f"{entry.name}: {path} ({check})", soft_wrap=True)
+
+
+@app.command("import")
+def import_(
+    onnx_model: Path = typer.Argument(
+        ...,
+        help="An Ultralytics YOLOv8/YOLO11 detect or segment ONNX export (fp32, fp16 or dynamically quantised int8).",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write (default: weights/<onnx name>.pt)."),
+    classes: list[str] = typer.Option(
+        None, "--class", "-c", help="Keep only this class (id or name; repeat it): the head is cut down to them."
+    ),
+    names: list[str] = typer.Option(None, "--name", help="New names for the kept classes, in order; repeat it."),
+    image: Path | None = typer.Option(
+        None, "--image", help="Image for the parity check (default: the example image shipped with animeseg)."
+    ),
+    directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
+) -> None:
+    """Turn an ONNX export back into a trainable checkpoint (for `animeseg train --model`, `predict`, `export`),
+    and show its detections against the ONNX model's on a sample image."""
+    from animeseg import weights as W
+    from animeseg.cli.console import console, summary_table
+    from animeseg.io import read_image
+    from animeseg.onnx_import import compare, import_onnx
+
+    dest = out or W.weights_dir(directory) / f"{onnx_model.stem}.pt"
+    result = import_onnx(onnx_model, dest, classes=classes or None, rename=names or None)
+    console.print(
+        f"{result.checkpoint}: {result.architecture} ({result.task}, {len(result.names)} classes, "
+        f"imgsz {result.imgsz}) from {result.precision} weights, {result.tensors} tensors",
+        soft_wrap=True,
+    )
+    if result.kept_classes is not None:
+        console.print("kept classes: " + ", ".join(f"{i}: {n}" for i, n in result.names.items()), soft_wrap=True)
+        return  # the head changed on purpose: detections can no longer be compared one to one
+    sample = image or W.example_image()
+    parity = compare(onnx_model, result.checkpoint, read_image(sample))
+    rows = [
+        (
+            r.cls,
+            f"{r.onnx_conf:.3f}",
+            "-" if r.ckpt_conf is None else f"{r.ckpt_conf:.3f}",
+            f"{r.box_iou:.3f}",
+            "-" if r.mask_iou is None else f"{r.mask_iou:.3f}",
+        )
+        for r in parity.rows
+    ]
+    title = f"ONNX vs checkpoint on {sample.name} at {parity.imgsz} px ({parity.onnx_count} vs {parity.ckpt_count})"
+    console.print(summary_table(title, ["class", "ONNX conf", "ckpt conf", "box IoU", "mask IoU"], rows))
+    console.print("parity: " + ("ok" if parity.ok() else "DIFFERS (see the rows above)"))
 
 
 @app.command("verify")
@@ -121,7 +177,7 @@ def verify(
 ) -> None:
     """Check files against their published SHA-256. Exit code 1 if any differs."""
     from animeseg import weights as W
-    from animeseg.console import console, error
+    from animeseg.cli.console import console, error
     from animeseg.errors import AnimesegError, MissingWeightsError
 
     if sha256 is not None and not W.is_sha256(sha256):

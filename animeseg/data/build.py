@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 
 from animeseg import __version__
-from animeseg.console import console, progress, summary_table, warn
 from animeseg.data.config import DatasetConfig, config_hash, load_config
 from animeseg.data.example import SkipItem
 from animeseg.data.output import SPLITS, DatasetWriter, SourceTally
@@ -33,6 +32,7 @@ from animeseg.data.sources import BuildContext, Listing, Source, Task, make_sour
 from animeseg.data.write import Written, write_example
 from animeseg.errors import AnimesegError, ConfigError, InputError
 from animeseg.io import write_image, write_json, write_text
+from animeseg.progress import ProgressCallback, Step, logger, report
 
 PACKAGES = ("ultralytics", "numpy", "opencv-python", "pycocotools", "pillow", "pyyaml")
 
@@ -163,6 +163,7 @@ def build_dataset(
     only: list[str] | None = None,
     workers: int = 1,
     overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Build the dataset described by ``config`` and return its manifest (also written to ``manifest.json``).
 
@@ -172,9 +173,10 @@ def build_dataset(
         only: build only these source names.
         workers: processes that make examples (1: in this process).
         overwrite: replace an existing dataset folder (one with a ``manifest.json``).
+        on_progress: receives a :class:`~animeseg.progress.Step` per item made, one task per source.
 
     Raises :class:`ConfigError` for a bad config and :class:`AnimesegError` for an output folder that is in the
-    way, both before any work. Bad data files are skipped, warned about and listed in the manifest.
+    way, both before any work. Bad data files are skipped, logged as warnings and listed in the manifest.
     """
     cfg = load_config(config)
     out = Path(out).expanduser().resolve() if out is not None else cfg.out
@@ -186,14 +188,15 @@ def build_dataset(
 
     # List every source first: a source that cannot be listed stops the build before anything is written.
     listings: list[tuple[Source, Listing]] = []
-    with console.status("listing sources"):
-        for s in chosen:
-            source = make_source(s, ctx)
-            try:
-                listing = source.tasks()
-            except InputError as e:  # an annotation file that does not parse: the source is skipped, listed
-                listing = Listing([], skipped=[(e.path, e.problem)])
-            listings.append((source, listing))
+    for i, s in enumerate(chosen):
+        report(on_progress, Step("list", i, len(chosen), f"listing {s.name}"))
+        source = make_source(s, ctx)
+        try:
+            listing = source.tasks()
+        except InputError as e:  # an annotation file that does not parse: the source is skipped, listed
+            listing = Listing([], skipped=[(e.path, e.problem)])
+        listings.append((source, listing))
+    report(on_progress, Step("list", len(chosen), len(chosen), "sources listed"))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
@@ -204,24 +207,24 @@ def build_dataset(
     try:
         if workers > 1:
             pool = _pool(workers)
-        with progress() as bar:
-            for source, listing in listings:
-                tally = SourceTally(source.name, source.type, source.options)
-                writer.start_source(tally, len(listings))
-                for f, r in tally.add_listing(listing):
-                    warn(f"{f}: {r}")
-                tasks = listing.tasks
-                width = max(6, len(str(len(tasks))))
-                jobs = ((source.config, ctx, tmp, i, f"{source.name}_{i:0{width}d}", t) for i, t in enumerate(tasks))
-                bar_id = bar.add_task(f"{source.name} ({source.type})", total=len(tasks))
-                if pool is None:
-                    results = map(_run, jobs)
-                else:
-                    results = pool.imap(_run, jobs, chunksize=max(1, min(8, len(tasks) // (workers * 16))))
-                for written in results:
-                    for f, r in writer.add(written):
-                        warn(f"{f}: {r}")
-                    bar.advance(bar_id)
+        for source, listing in listings:
+            tally = SourceTally(source.name, source.type, source.options)
+            writer.start_source(tally, len(listings))
+            for f, r in tally.add_listing(listing):
+                logger.warning(f"{f}: {r}")
+            tasks = listing.tasks
+            width = max(6, len(str(len(tasks))))
+            jobs = ((source.config, ctx, tmp, i, f"{source.name}_{i:0{width}d}", t) for i, t in enumerate(tasks))
+            label = f"{source.name} ({source.type})"
+            report(on_progress, Step(source.name, 0, len(tasks), label))
+            if pool is None:
+                results = map(_run, jobs)
+            else:
+                results = pool.imap(_run, jobs, chunksize=max(1, min(8, len(tasks) // (workers * 16))))
+            for done, written in enumerate(results, 1):
+                for f, r in writer.add(written):
+                    logger.warning(f"{f}: {r}")
+                report(on_progress, Step(source.name, done, len(tasks), label))
         if pool is not None:
             pool.close()
             pool.join()
@@ -234,7 +237,6 @@ def build_dataset(
         writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _summary(manifest)
     return manifest
 
 
@@ -272,26 +274,3 @@ def _finish(cfg, out, tmp, writer: DatasetWriter, chosen, only, workers, digest)
     }
     write_json(tmp / "manifest.json", manifest, indent=2)
     return manifest
-
-
-def _summary(manifest: dict[str, Any]) -> None:
-    """One row per source: images per split, instances, instances dropped, images left out (empty or crowd),
-    bad files; the details are in manifest.json."""
-    rows = []
-    for t in manifest["sources"]:
-        rows.append(
-            (
-                t["name"],
-                t["images"]["train"],
-                t["images"]["val"],
-                t["instances"]["train"] + t["instances"]["val"],
-                sum(t["dropped"].values()),
-                t["empty_images_left_out"] + t["crowd_images_skipped"],
-                t["skipped_count"],
-            )
-        )
-    images, instances = manifest["images"], manifest["instances"]
-    bad = sum(t["skipped_count"] for t in manifest["sources"])
-    rows.append(("total", images["train"], images["val"], instances["train"] + instances["val"], "", "", bad))
-    cols = ("source", "train", "val", "instances", "dropped", "left out", "bad files")
-    console.print(summary_table(f"dataset written to {manifest['out']}", cols, rows))

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from animeseg.console import console, progress, summary_table
-from animeseg.data.sources.yolo import find_layout, label_path
+from animeseg.data.sources.yolo import find_layout
 from animeseg.errors import InputError
 from animeseg.io import image_size, read_image
+from animeseg.progress import ProgressCallback, Step, report
+from animeseg.yolo_labels import DECIMALS, label_path, read_labels
 
 MAX_LISTED = 1000
 
@@ -36,51 +37,35 @@ class _Problems:
 
 def _check_label(path: Path, nc: int | None, errors: _Problems, warnings: _Problems) -> list[tuple[int, int]]:
     """(class id, points) of each valid polygon line of one label file; problems are recorded."""
-    out = []
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        label = read_labels(path, nc)
     except (OSError, UnicodeDecodeError) as e:
         errors.add(path, f"cannot read ({e})")
-        return out
-    kinds = set()
+        return []
+    kinds = {"polygon" if p.kind == "error" else p.kind for _, p in label.problems}
+    for n, problem in label.problems:
+        (warnings if problem.kind == "box" else errors).add(path, f"line {n}: {problem.reason}")
+    out = []
     seen = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            errors.add(path, f"line {n}: not numbers")
-            continue
-        cls, coords = values[0], np.array(values[1:])
-        if cls != int(cls) or cls < 0 or (nc is not None and cls >= nc):
-            errors.add(path, f"line {n}: class {parts[0]} is not a class id" + (f" (0..{nc - 1})" if nc else ""))
-            continue
-        if len(coords) == 4:
-            kinds.add("box")
-            warnings.add(path, f"line {n}: box-only line (detection label, no polygon)")
-            continue
+    for n, line in label.lines:
         kinds.add("polygon")
-        if len(coords) < 6 or len(coords) % 2:
-            errors.add(path, f"line {n}: polygon with fewer than 3 points or an odd number of values")
-            continue
-        if coords.min() < 0 or coords.max() > 1:
-            errors.add(path, f"line {n}: coordinates outside [0, 1] ({coords.min():.4g}..{coords.max():.4g})")
-            continue
-        if line.strip() in seen:
+        key = (line.class_id, line.polygon.round(DECIMALS).tobytes())
+        if key in seen:
             warnings.add(path, f"line {n}: repeats an earlier line")
-        seen.add(line.strip())
-        out.append((int(cls), len(coords) // 2))
-    if kinds == {"box", "polygon"}:
+        seen.add(key)
+        out.append((line.class_id, len(line.polygon)))
+    if {"box", "polygon"} <= kinds:
         errors.add(path, "mixes polygon and box lines (Ultralytics refuses such files)")
     return out
 
 
-def check_dataset(folder: str | Path, decode: bool = True) -> dict[str, Any]:
+def check_dataset(
+    folder: str | Path, decode: bool = True, on_progress: ProgressCallback | None = None
+) -> dict[str, Any]:
     """Check a YOLO-seg dataset folder; returns a report dict (``errors``/``warnings`` counts, their first
     listed items, per-split statistics, groups of identical files). ``decode`` reads every image fully (catches
-    truncated files); without it only headers are read."""
+    truncated files); without it only headers are read. ``on_progress`` receives a step per image (task
+    ``check``)."""
     folder = Path(folder).expanduser().resolve()
     groups, names = find_layout(folder)
     nc = len(names) if names else None
@@ -89,49 +74,49 @@ def check_dataset(folder: str | Path, decode: bool = True) -> dict[str, Any]:
     hashes: dict[str, list[str]] = defaultdict(list)
     label_dirs: dict[Path, set[str]] = defaultdict(set)
     total = sum(len(f) for _, f in groups)
-    with progress() as bar:
-        task = bar.add_task("checking", total=total)
-        for split, files in groups:
-            key = split or "all"
-            widths, heights, points, per_image = [], [], [], []
-            instances: Counter = Counter()
-            negatives = missing = 0
-            for img in files:
-                bar.advance(task)
-                lbl = label_path(img)
-                label_dirs[lbl.parent].add(lbl.stem)
-                try:
-                    w, h = (read_image(img).shape[1::-1]) if decode else image_size(img)
-                    widths.append(w)
-                    heights.append(h)
-                except InputError as e:
-                    errors.add(img, f"unreadable image: {e.problem}")
-                with open(img, "rb") as f:
-                    hashes[hashlib.blake2b(f.read(), digest_size=16).hexdigest()].append(str(img))
-                if not lbl.is_file():
-                    missing += 1
-                    negatives += 1
-                    warnings.add(img, "no label file (trained on as background)")
-                    continue
-                found = _check_label(lbl, nc, errors, warnings)
-                per_image.append(len(found))
-                negatives += not found
-                for cls, n in found:
-                    instances[cls] += 1
-                    points.append(n)
-            splits[key] = {
-                "images": len(files),
-                "without_label_file": missing,
-                "negatives": negatives,
-                "instances": {names.get(c, str(c)) if names else str(c): n for c, n in sorted(instances.items())},
-                "width": _spread(widths),
-                "height": _spread(heights),
-                "instances_per_image": {
-                    "mean": round(float(np.mean(per_image)), 3) if per_image else 0.0,
-                    "max": int(max(per_image)) if per_image else 0,
-                },
-                "points_per_polygon": round(float(np.mean(points)), 1) if points else 0.0,
-            }
+    done = 0
+    for split, files in groups:
+        key = split or "all"
+        widths, heights, points, per_image = [], [], [], []
+        instances: Counter = Counter()
+        negatives = missing = 0
+        for img in files:
+            done += 1
+            report(on_progress, Step("check", done, total, "checking"))
+            lbl = label_path(img)
+            label_dirs[lbl.parent].add(lbl.stem)
+            try:
+                w, h = (read_image(img).shape[1::-1]) if decode else image_size(img)
+                widths.append(w)
+                heights.append(h)
+            except InputError as e:
+                errors.add(img, f"unreadable image: {e.problem}")
+            with open(img, "rb") as f:
+                hashes[hashlib.blake2b(f.read(), digest_size=16).hexdigest()].append(str(img))
+            if not lbl.is_file():
+                missing += 1
+                negatives += 1
+                warnings.add(img, "no label file (trained on as background)")
+                continue
+            found = _check_label(lbl, nc, errors, warnings)
+            per_image.append(len(found))
+            negatives += not found
+            for cls, n in found:
+                instances[cls] += 1
+                points.append(n)
+        splits[key] = {
+            "images": len(files),
+            "without_label_file": missing,
+            "negatives": negatives,
+            "instances": {names.get(c, str(c)) if names else str(c): n for c, n in sorted(instances.items())},
+            "width": _spread(widths),
+            "height": _spread(heights),
+            "instances_per_image": {
+                "mean": round(float(np.mean(per_image)), 3) if per_image else 0.0,
+                "max": int(max(per_image)) if per_image else 0,
+            },
+            "points_per_polygon": round(float(np.mean(points)), 1) if points else 0.0,
+        }
     for d, stems in label_dirs.items():
         if d.is_dir():
             for txt in sorted(d.glob("*.txt")):
@@ -156,37 +141,3 @@ def _spread(values: list[int]) -> dict[str, int]:
     if not values:
         return {"min": 0, "median": 0, "max": 0}
     return {"min": int(min(values)), "median": int(np.median(values)), "max": int(max(values))}
-
-
-def print_report(report: dict[str, Any], show: int = 30) -> None:
-    """The report as tables and one line per problem (the first ``show`` of each kind)."""
-    rows = []
-    for split, s in report["splits"].items():
-        inst = sum(s["instances"].values())
-        rows.append(
-            (
-                split,
-                s["images"],
-                s["negatives"],
-                inst,
-                s["instances_per_image"]["mean"],
-                f"{s['width']['min']}-{s['width']['max']}",
-                f"{s['height']['min']}-{s['height']['max']}",
-            )
-        )
-    cols = ("split", "images", "negatives", "instances", "per image", "width", "height")
-    console.print(summary_table(f"dataset {report['folder']}", cols, rows))
-    classes = sorted({c for s in report["splits"].values() for c in s["instances"]})
-    if classes:
-        split_names = list(report["splits"])
-        class_rows = [(c, *(report["splits"][s]["instances"].get(c, 0) for s in split_names)) for c in classes]
-        console.print(summary_table("instances per class", ("class", *split_names), class_rows))
-    for kind, colour in (("error", "red"), ("warning", "yellow")):
-        items = report[f"{kind}_list"]
-        for item in items[:show]:
-            console.print(f"[{colour}]{kind}:[/] {item['file']}: {item['problem']}", soft_wrap=True, highlight=False)
-        extra = report[f"{kind}s"] - min(show, len(items))
-        if extra > 0:
-            console.print(f"[{colour}]... and {extra} more {kind}s[/]")
-    verdict = "[green]no errors[/]" if not report["errors"] else f"[red]{report['errors']} errors[/]"
-    console.print(f"{verdict}, {report['warnings']} warnings")

@@ -53,6 +53,7 @@ AUGMENT = {
     "hsv": Field("floats3", [0.015, 0.5, 0.3], lo=0, hi=1),  # hue, saturation, value gain amplitudes
     "noise": Field("float", 4.0, lo=0, hi=100),  # max standard deviation of gaussian noise (grey levels)
     "blur": Field("float", 0.8, lo=0, hi=10),  # max gaussian blur sigma (pixels)
+    "jpeg": Field("range", [100, 100], lo=5, hi=100),  # JPEG quality of a re-encode, uniform; 100: no re-encode
 }
 
 COMMON = {
@@ -68,7 +69,7 @@ SOURCE_FIELDS: dict[str, dict[str, Field]] = {
         "foregrounds": Field("folder"),
         "backgrounds": Field("folder"),
         "count": Field("int", lo=1),
-        "per_image": Field("int_range", [1, 3], lo=1, hi=50),
+        "per_image": Field("int_range", [1, 3], lo=0, hi=50),  # 0: a background alone
         "canvas": Field("size", None, lo=16, hi=8192, nullable=True),  # [width, height]; default imgsz square
         "class": Field("str", None, nullable=True),
         "min_visible": Field("float", 0.3, lo=0, hi=1),

@@ -20,10 +20,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from animeseg._lazy import cv2
 from animeseg.data import synth
 from animeseg.errors import AnimesegError
 from animeseg.io import encode_image, write_image, write_json, write_text

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.io import _pil_open
 
 

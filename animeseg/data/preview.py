@@ -6,9 +6,9 @@ import colorsys
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.io import read_image
 from animeseg.masks import decode_rle
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import colorsys
 import math
 
-import cv2
 import numpy as np
+
+from animeseg._lazy import cv2
 
 SS = 2  # supersampling factor
 

@@ -16,6 +16,7 @@ from pycocotools import mask as mask_utils
 from animeseg.data.example import Example
 from animeseg.io import write_bytes, write_image
 from animeseg.masks import box_xyxy_to_xywh, decode_rle, encode_rle, mask_to_box, mask_to_polygon
+from animeseg.yolo_labels import format_line, is_writable
 
 #: Written images: originals that need no change keep their bytes; everything else becomes a JPEG of this quality.
 JPEG_QUALITY = 95
@@ -50,12 +51,6 @@ class Written:
     copies: int = 1
 
 
-def format_polygon(class_id: int, polygon: np.ndarray) -> str:
-    """One YOLO-seg label line: ``class x1 y1 x2 y2 ...`` with coordinates in [0, 1], 6 decimals."""
-    coords = " ".join(f"{v:.6f}" for v in np.asarray(polygon, np.float64).reshape(-1))
-    return f"{int(class_id)} {coords}"
-
-
 def normalized_polygon(mask: np.ndarray, box: list[float] | None = None) -> np.ndarray:
     """The YOLO polygon of a (H, W) bool mask, normalised to [0, 1] and clipped; (0, 2) when nothing is left.
 
@@ -71,10 +66,6 @@ def normalized_polygon(mask: np.ndarray, box: list[float] | None = None) -> np.n
     poly[:, 0] = (poly[:, 0] + x0) / w
     poly[:, 1] = (poly[:, 1] + y0) / h
     return np.clip(poly, 0.0, 1.0)
-
-
-def _distinct_points(poly: np.ndarray) -> int:
-    return len(set(map(tuple, np.round(poly, 6).tolist())))
 
 
 def rle_area_box(rle: dict[str, Any]) -> tuple[int, list[float]]:
@@ -120,10 +111,10 @@ def write_example(example: Example, root: Path, seq: int, source: str, name: str
         else:
             x, y, bw, bh = bbox
             poly = normalized_polygon(mask, [x, y, x + bw, y + bh])
-        if _distinct_points(poly) < 3:
+        if not is_writable(poly):
             dropped["too small for a polygon"] = dropped.get("too small for a polygon", 0) + 1
             continue
-        lines.append(format_polygon(cls, poly))
+        lines.append(format_line(cls, poly))
         annotations.append({"class_id": cls, "segmentation": rle, "bbox": bbox, "area": area})
     return Written(
         seq=seq,

@@ -14,11 +14,14 @@ with ``transform.apply_boxes_torch``, masks are brought back to the original ima
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from animeseg.refine.base import Candidates
+
+if TYPE_CHECKING:
+    from animeseg.refine import RefineOptions
 
 
 class SamRefiner:
@@ -34,6 +37,36 @@ class SamRefiner:
     """
 
     name = "sam"
+    #: What ``--refine sam`` reads from the shared options (see :mod:`animeseg.refine`).
+    uses = ("sam_checkpoint", "sam_type", "device")
+
+    @classmethod
+    def check(cls, options: RefineOptions) -> RefineOptions:
+        """Check the SAM source before anything is loaded (:func:`animeseg.sam.check_sam_source`)."""
+        from dataclasses import replace
+
+        from animeseg.sam import check_sam_source
+
+        return replace(options, sam_checkpoint=check_sam_source(options.sam_checkpoint))
+
+    @classmethod
+    def from_options(cls, options: RefineOptions) -> Any:
+        """A PyTorch SAM for a checkpoint file (:class:`~animeseg.refine.sam_light.LightSamRefiner` for MobileSAM and
+        SAM 2 / 2.1), or the ONNX Runtime refiner for an exported folder."""
+        path = options.sam_checkpoint
+        if path is not None and path.is_dir():
+            from animeseg.refine.sam_onnx import OnnxSamRefiner
+
+            return OnnxSamRefiner(path)
+        from animeseg.device import default_device
+        from animeseg.sam import LIGHT, load_sam
+
+        model = load_sam(path, model_type=options.sam_type, device=options.device or default_device())
+        if model.sam_type in LIGHT:  # MobileSAM, SAM 2 / 2.1: same contract, on Ultralytics' models
+            from animeseg.refine.sam_light import LightSamRefiner
+
+            return LightSamRefiner(model)
+        return cls(model)
 
     def __init__(self, sam_model: Any, chunk: int | None = None, max_pixels: int = 200_000_000) -> None:
         from segment_anything import SamPredictor

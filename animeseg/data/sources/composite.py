@@ -23,9 +23,9 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.data.example import Example, SkipItem
 from animeseg.data.sources import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
 from animeseg.errors import ConfigError, InputError
@@ -253,7 +253,12 @@ def paint(background: np.ndarray, record: dict[str, Any], foregrounds: list[np.n
     if noise["sigma"] > 0:
         rng = np.random.default_rng(noise["seed"])
         canvas = canvas + rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(noise["sigma"])
-    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    quality = record.get("jpeg")
+    if quality is not None:  # compression artefacts as screenshots and re-posted art carry them
+        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        image = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]) if ok else image
+    return image
 
 
 def remake(record: dict[str, Any], foregrounds: str | Path, backgrounds: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -396,6 +401,8 @@ class CompositeSource(Source):
         noise_sigma = float(rng.uniform(0, aug["noise"]))
         noise_seed = int(rng.integers(2**31))
         blur = float(rng.uniform(0, aug["blur"]))
+        # drawn only when asked for, so configs without it keep their composites byte for byte
+        jpeg = int(round(rng.uniform(*aug["jpeg"]))) if aug["jpeg"][0] < 100 else None
 
         # Drop, before drawing, characters that would be mostly hidden or cut off.
         full = [
@@ -413,6 +420,8 @@ class CompositeSource(Source):
         ]
         record["noise"] = {"sigma": noise_sigma, "seed": noise_seed}
         record["blur"] = blur
+        if jpeg is not None and jpeg < 100:
+            record["jpeg"] = jpeg
         image = paint(background, record, [decoded[i].premul for i in keep])
         cls = self.ctx.class_id(opts["class"])
         return Example(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from animeseg._lazy import cv2
 from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.sources import Listing, Source, Task, relative
 from animeseg.errors import InputError

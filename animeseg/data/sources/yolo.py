@@ -3,9 +3,9 @@
 The folder is either a dataset with a ``data.yaml`` (``path``, ``train``, ``val`` as folders or ``.txt`` image
 lists, ``names``), or a plain ``images/`` + ``labels/`` tree (``images/train``, ``images/val`` when split). Its own
 train/val split is kept (``test`` is not used); a dataset without a validation split is split like any other
-source. Labels are found the way
-Ultralytics finds them (the last ``/images/`` of the path becomes ``/labels/``, the extension ``.txt``). Polygons
-are kept as written (clipped to [0, 1]); class ids are mapped through the dataset's ``names`` and the source's
+source. Labels are found and read by
+:mod:`animeseg.yolo_labels` (the way Ultralytics finds them; a file with an invalid line is skipped, listed).
+Polygons are kept as written (clipped to [0, 1]); class ids are mapped through the dataset's ``names`` and the source's
 ``classes``. An image without a label file is a negative (``keep_empty``, default true).
 """
 
@@ -23,18 +23,9 @@ from animeseg.data.sources import TRAIN, VAL, Listing, Source, Task, relative
 from animeseg.errors import ConfigError, InputError
 from animeseg.io import IMAGE_EXTS, list_files, read_image
 from animeseg.masks import polygon_to_mask
+from animeseg.yolo_labels import LabelFile, label_path, read_labels
 
 SPLIT_NAMES = {"train": TRAIN, "val": VAL, "valid": VAL, "validation": VAL}
-
-
-def label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``, the suffix ``.txt``."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
 
 
 def _yaml_file(folder: Path) -> Path | None:
@@ -150,27 +141,17 @@ class YoloSource(Source):
         polygons: list[np.ndarray] = []
         classes: list[int] = []
         dropped: Counter = Counter()
-        lines = lbl.read_text(encoding="utf-8-sig").splitlines() if lbl.is_file() else []
-        for n, line in enumerate(lines, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                idx = int(float(parts[0]))
-                values = np.array([float(v) for v in parts[1:]], np.float64)
-            except ValueError:
-                raise SkipItem(lbl, f"line {n}: not numbers") from None
-            if len(values) == 4:
-                raise SkipItem(lbl, f"line {n}: box-only label (detection, not segmentation)")
-            if len(values) < 6 or len(values) % 2:
-                raise SkipItem(lbl, f"line {n}: polygon with fewer than 3 points or an odd number of values")
-            if values.min() < -0.01 or values.max() > 1.01:
-                raise SkipItem(lbl, f"line {n}: coordinates outside [0, 1]")
-            cls = self.class_of(idx)
+        label = read_labels(lbl) if lbl.is_file() else LabelFile()
+        if label.problems:  # one bad line makes the whole file untrustworthy: the image is skipped, listed
+            n, problem = label.problems[0]
+            reason = "box-only label (detection, not segmentation)" if problem.kind == "box" else problem.reason
+            raise SkipItem(lbl, f"line {n}: {reason}")
+        for _n, line in label.lines:
+            cls = self.class_of(line.class_id)
             if cls is None:
-                dropped[f"label '{self.names().get(idx, idx)}' not mapped"] += 1
+                dropped[f"label '{self.names().get(line.class_id, line.class_id)}' not mapped"] += 1
                 continue
-            polygons.append(np.clip(values.reshape(-1, 2), 0.0, 1.0))
+            polygons.append(line.polygon)
             classes.append(cls)
         if not polygons and not self.options["keep_empty"]:
             raise EmptyItem(img_path, "no instance left")

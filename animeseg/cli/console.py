@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,13 +46,14 @@ def _force_progress() -> bool:
 
 
 def warn(message: str) -> None:
-    """One warning line (bad input skipped, option ignored...)."""
-    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    """One warning line (bad input skipped, option ignored...). ``message`` is plain text, never markup: file
+    names and hints such as ``art[1].png`` or ``'.[web]'`` print as they are."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def error(message: str) -> None:
-    """One error line."""
-    console.print(f"[red]error:[/] {message}", soft_wrap=True)
+    """One error line (plain text, as :func:`warn`)."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def summary_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
