@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animeseg.cli import main
 from animeseg.io import write_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ helpers, also under plain `pytest`
+from conftest import run_cli as _cli  # noqa: E402
+
 from bench.composites import make_composites  # noqa: E402
 from bench.refine import segment_anything_mobile_sam  # noqa: E402
 
@@ -76,15 +77,6 @@ def crowd(tmp_path_factory) -> Path:
     write_image(folder / "a.png", a.image)
     write_image(folder / "b.png", b.image)
     return folder
-
-
-def _cli(capsys, *args) -> tuple[int, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ architectures
