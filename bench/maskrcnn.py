@@ -22,7 +22,6 @@ Needs ``../shared`` (open-sprites); exits with a message without it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,7 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT.parent / "shared"
 SPRITES = SHARED / "data" / "open-sprites"
-TRAIN_ARTISTS = [("personal-space2", "personal-space2"), ("personal-space", "personal-space2"), ("unsupervised", "unsupervised")]
+TRAIN_ARTISTS = [
+    ("personal-space2", "personal-space2"),
+    ("personal-space", "personal-space2"),
+    ("unsupervised", "unsupervised"),
+]
 
 CONFIG = """\
 out: {out}
@@ -85,7 +88,9 @@ def speed(args: argparse.Namespace) -> None:
     from animeseg.predict import Segmenter
 
     work = Path(args.work)
-    heldout = Path(args.heldout) if args.heldout else build(work, "speed-heldout", [("wanted-dragon", "wanted-dragon")], 8, 7)
+    heldout = (
+        Path(args.heldout) if args.heldout else build(work, "speed-heldout", [("wanted-dragon", "wanted-dragon")], 8, 7)
+    )
     images = [read_image(p) for p in sorted((heldout.parent / "images").rglob("*.jpg"))[: args.repeats + 1]]
     torch.manual_seed(0)
     models: list[tuple[str, Path]] = []
@@ -95,7 +100,9 @@ def speed(args: argparse.Namespace) -> None:
         save_checkpoint(path, build_model(config), config)
         models.append((f"Mask R-CNN {backbone}", path))
     models.append(("YOLOv8n-seg", Path("yolov8n-seg.yaml")))
-    print(f"Machine: {machine()}; torch threads {torch.get_num_threads()}; images {images[0].shape[1]}x{images[0].shape[0]}")
+    print(
+        f"Machine: {machine()}; torch threads {torch.get_num_threads()}; images {images[0].shape[1]}x{images[0].shape[0]}"
+    )
     print("\n| model | imgsz | s/image (median) | instances/image |\n|---|---:|---:|---:|")
     for label, path in models:
         for imgsz in args.imgsz:
@@ -132,7 +139,9 @@ def compare(args: argparse.Namespace) -> None:
         else:
             result = train(data, "yolov8n-seg.yaml", batch=16, extra={"plots": False, "exist_ok": True}, **common)
         minutes = (time.perf_counter() - started) / 60
-        m = evaluate(result.weights, heldout, split=args.split, imgsz=args.imgsz, device="cpu", out=work / "eval" / arch)
+        m = evaluate(
+            result.weights, heldout, split=args.split, imgsz=args.imgsz, device="cpu", out=work / "eval" / arch
+        )
         r = m["results"]["raw"]
         inst = r.get("instances") or r["mask"].get("instances") or {}
         rows.append((arch, epochs, minutes, r["mask"]["AP"], r["mask"]["AP50"], r["box"]["AP"], r["foreground"]["IoU"],

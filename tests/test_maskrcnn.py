@@ -22,7 +22,7 @@ from animeseg.errors import AnimesegError, InputError, MissingWeightsError
 pl = pytest.importorskip("lightning.pytorch", reason="Mask R-CNN training needs the maskrcnn extra (lightning)")
 
 from animeseg.maskrcnn import model as M  # noqa: E402
-from animeseg.maskrcnn.train import load_start, train_maskrcnn  # noqa: E402
+from animeseg.maskrcnn.train import epochs_done, load_start, train_maskrcnn  # noqa: E402
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ sources:
     per_image: [1, 2]
 """
 #: A tiny Mask R-CNN: MobileNetV3 at a quarter of its width, few proposals; trains in seconds on a CPU.
-TINY = {"width_mult": 0.25, "options": {"rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100,
+TINY = {"width_mult": 0.25, "fpn_channels": 32, "options": {"rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100,
                                         "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
                                         "box_batch_size_per_image": 64}}  # fmt: skip
 
@@ -78,7 +78,9 @@ def test_train_writes_weights_sidecar_and_checkpoints(trained, dataset, network_
     assert side["epochs_completed"] == 1 and side["from_scratch"] and side["names"] == {"0": "character"}
     assert side["dataset"]["annotations"] == str(dataset.parent / "annotations" / "train.json")
     assert "val/loss" in side["metrics"] and "metrics/mAP50-95(M)" in side["metrics"]
-    assert (result.run / "checkpoints" / "last.ckpt").is_file() and (result.run / "metrics.csv").is_file()
+    assert (result.run / "checkpoints" / "last.ckpt").is_file() and (
+        result.run / "logs" / "0" / "metrics.csv"
+    ).is_file()
     assert M.architecture(result.weights) == "maskrcnn"
     assert M.architecture(result.run / "checkpoints" / "last.ckpt") == "maskrcnn"
     assert network_attempts() == []
@@ -97,13 +99,15 @@ def test_cli_train_and_resume(tmp_path, dataset, network_attempts, monkeypatch):
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "maskrcnn" in res.output and (tmp_path / "w" / "animeseg-cli.json").is_file()
     last = tmp_path / "runs" / "cli" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert epochs_done(last) == 1
 
     resume = ["train", "--arch", "maskrcnn", "--resume", "--epochs", "2", "--project", str(tmp_path / "runs"),
               "--name", "cli", "--weights-dir", str(tmp_path / "w")]  # fmt: skip
     res = runner.invoke(app, resume)
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert torch.load(last, weights_only=True)["epoch"] == 1  # the second epoch ran, from the first's checkpoint
+    assert epochs_done(last) == 2  # the second epoch ran, from the first's checkpoint
+    logs = sorted(p.parent.name for p in (tmp_path / "runs" / "cli" / "logs").glob("*/metrics.csv"))
+    assert logs == ["0", "1"]
     side = json.loads((tmp_path / "w" / "animeseg-cli.json").read_text())
     assert side["resumed"] and side["epochs_completed"] == 2
 
@@ -122,9 +126,9 @@ def test_interrupted_run_says_how_to_resume_and_resumes(tmp_path, dataset):
         _train(tmp_path, dataset, epochs=2, callbacks=[StopInSecondEpoch()])
     assert "\n" not in str(e.value)
     last = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert epochs_done(last) == 1 and "holds 1 finished epoch(s)" in str(e.value)
     result = train_maskrcnn(None, resume=True, project=tmp_path / "runs", name="tiny", weights_dir=tmp_path / "w")
-    assert torch.load(last, weights_only=True)["epoch"] == 1 and result.sidecar["resumed"]
+    assert epochs_done(last) == 2 and result.sidecar["resumed"] and result.sidecar["epochs_completed"] == 2
 
 
 def test_predict_and_eval_match_pycocotools_with_grabcut(trained, dataset, tmp_path, network_attempts):

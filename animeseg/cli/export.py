@@ -67,7 +67,9 @@ def onnx_command(
 
     maskrcnn = model is not None and architecture(model) == "maskrcnn"
     if maskrcnn and (dynamic or half or int8):
-        raise AnimesegError(f"{model}: a Mask R-CNN export is fp32 with dynamic image size; drop --dynamic/--half/--int8")
+        raise AnimesegError(
+            f"{model}: a Mask R-CNN export is fp32 with dynamic image size; drop --dynamic/--half/--int8"
+        )
     with progress() as bar:
         task = bar.add_task("exporting", total=steps)
         if maskrcnn:

@@ -58,7 +58,10 @@ def train(
         None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) (default: GPU 0 if any, else cpu)."
     ),
     devices: int = typer.Option(
-        None, "--devices", min=1, help="maskrcnn: GPUs per node for Lightning's DDP (default: those --device names, else 1)."
+        None,
+        "--devices",
+        min=1,
+        help="maskrcnn: GPUs per node for Lightning's DDP (default: those --device names, else 1).",
     ),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="maskrcnn: machines taking part in Lightning's DDP."),
     project: Path = typer.Option(Path("runs/train"), "--project", help="Folder that holds the run folders."),

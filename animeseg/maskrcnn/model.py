@@ -93,8 +93,12 @@ def build_model(config: ModelConfig) -> torch.nn.Module:
     defaults: dict[str, Any] = {"rpn_score_thresh": 0.05}
     if config.fpn_channels != 256:
         defaults.update(_narrow_heads(config.fpn_channels, num_classes))
-    return MaskRCNN(backbone, num_classes=None if "box_predictor" in defaults else num_classes,
-                    rpn_anchor_generator=anchors, **{**defaults, **kwargs})
+    return MaskRCNN(
+        backbone,
+        num_classes=None if "box_predictor" in defaults else num_classes,
+        rpn_anchor_generator=anchors,
+        **{**defaults, **kwargs},
+    )
 
 
 def _narrow_fpn(backbone: Any, channels: int) -> Any:
@@ -164,8 +168,11 @@ def architecture(path: str | Path) -> str:
     if arch in KNOWN_ARCHITECTURES:
         return str(arch)
     if arch is None:
-        raise InputError(path, "not a model checkpoint animeseg knows (no architecture recorded: neither an "
-                         "Ultralytics YOLO checkpoint nor an animeseg Mask R-CNN one)")
+        raise InputError(
+            path,
+            "not a model checkpoint animeseg knows (no architecture recorded: neither an "
+            "Ultralytics YOLO checkpoint nor an animeseg Mask R-CNN one)",
+        )
     raise InputError(path, f"unknown architecture {arch!r} (known: {', '.join(KNOWN_ARCHITECTURES)})")
 
 

@@ -6,7 +6,7 @@
   line says how to get it), or ``--model`` (an animeseg Mask R-CNN checkpoint or a torchvision ``.pth``), or
   random weights with ``from_scratch``;
 * run folder ``project/name``: Lightning checkpoints ``checkpoints/{best,last}.ckpt`` (best by validation loss)
-  and ``metrics.csv``; ``resume`` continues from ``last.ckpt`` (optimizer, scheduler, epoch and all);
+  and ``logs/<n>/metrics.csv`` (one per start); ``resume`` continues from ``last.ckpt`` (optimizer, scheduler, epoch and all);
 * devices: ``--device cpu``, one GPU, or several GPUs and nodes through Lightning's DDP (``devices``,
   ``num_nodes``); mixed precision (``16-mixed``) on GPUs;
 * result: the best weights as an animeseg checkpoint in the weights folder, with a JSON sidecar recording the
@@ -178,7 +178,9 @@ def _progress_callback(pl: Any, on_progress: ProgressCallback) -> Any:
             done = int(trainer.current_epoch) + 1
             m = trainer.callback_metrics
             info = {k: round(float(m[k]), 4) for k in ("val/loss", "train/loss_epoch") if k in m}
-            report(on_progress, Step("train", done, int(trainer.max_epochs), f"epoch {done}/{trainer.max_epochs}", info))
+            report(
+                on_progress, Step("train", done, int(trainer.max_epochs), f"epoch {done}/{trainer.max_epochs}", info)
+            )
 
     return _Progress()
 
@@ -250,16 +252,16 @@ def train_maskrcnn(
         saved = hp.get("train_settings") or {}
         if hp.get("arch") != ARCH or not saved:
             raise InputError(ckpt_path, "not a checkpoint of `animeseg train --arch maskrcnn`")
-        ckpt_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=True).get("epoch", -1))
+        done = epochs_done(ckpt_path)
         settings = {**saved, "epochs": epochs or saved["epochs"]}
-        if ckpt_epoch + 1 >= settings["epochs"]:
+        if done >= settings["epochs"]:
             raise AnimesegError(
                 f"{ckpt_path}: this run already finished all its {settings['epochs']} epochs; nothing to resume "
                 "(pass a larger --epochs to train on)"
             )
         data_arg = data if data is not None else settings["data"]
         run = ckpt_path.parent.parent
-        logger.info(f"Resuming {ckpt_path} at epoch {ckpt_epoch + 2}")
+        logger.info(f"Resuming {ckpt_path} at epoch {done + 1}")
     else:
         if data is None:
             raise AnimesegError("--data is required (unless --resume)")
@@ -312,7 +314,9 @@ def train_maskrcnn(
     loader_kw = {"batch_size": settings["batch"], "collate_fn": collate, "num_workers": n_workers}
     if n_workers:
         loader_kw["persistent_workers"] = True
-    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=len(train_set) > settings["batch"], **loader_kw)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, shuffle=True, drop_last=len(train_set) > settings["batch"], **loader_kw
+    )
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_kw) if val_set is not None else None
     if plan.accelerator == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
@@ -341,30 +345,57 @@ def train_maskrcnn(
             precision=plan.precision,
             max_epochs=settings["epochs"],
             default_root_dir=str(run),
-            logger=pl.loggers.CSVLogger(str(run.parent), name=run.name, version=""),
+            # one log folder per start: Lightning's CSV logger rewrites metrics.csv when a resumed run reuses one
+            logger=pl.loggers.CSVLogger(str(run), name="logs", version=str(len(list((run / "logs").glob("*"))))),
             callbacks=trainer_callbacks,
             enable_progress_bar=verbose,
             enable_model_summary=verbose,
             num_sanity_val_steps=0,
             log_every_n_steps=10,
         )
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        _fit(trainer, module, train_loader, val_loader, ckpt_path)
     if trainer.interrupted:
         last = ckpt_dir / "last.ckpt"
-        where = f"{last} holds epoch {_ckpt_epoch(last) + 1}" if last.is_file() else "no epoch finished yet"
+        where = f"{last} holds {epochs_done(last)} finished epoch(s)" if last.is_file() else "no epoch finished yet"
         raise AnimesegError(
             f"{run}: training interrupted at epoch {trainer.current_epoch + 1}/{settings['epochs']} ({where}); "
             f"continue with `animeseg train --arch maskrcnn --resume --project {run.parent} --name {run.name}`"
         )
     if not trainer.is_global_zero:
         return None
-    return _finish(run, settings, resolved, train_json, plan, start_label, ckpt_path, weights_dir, started, evaluate_val)
+    return _finish(
+        run, settings, resolved, train_json, plan, start_label, ckpt_path, weights_dir, started, evaluate_val
+    )
 
 
-def _ckpt_epoch(path: Path) -> int:
+def _fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: Path | None) -> None:
+    """``trainer.fit``, returning after Ctrl-C: Lightning then ignores SIGINT and calls ``sys.exit(1)``; the
+    caller reports the interruption as one line instead, and Ctrl-C works again afterwards."""
+    import signal
+
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+    finally:
+        try:
+            signal.signal(signal.SIGINT, old)
+        except ValueError:  # not the main thread: Lightning could not have changed it either
+            pass
+
+
+def epochs_done(checkpoint: Path) -> int:
+    """Epochs a Lightning checkpoint has finished training (its fit loop's processed epochs: a checkpoint written
+    at the end of an epoch's validation counts that epoch)."""
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1))
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(ckpt.get("epoch", -1)) + 1
 
 
 def _finish(
@@ -382,7 +413,7 @@ def _finish(
     """Save the best checkpoint as animeseg weights, score them on val, write the sidecar."""
     from animeseg.maskrcnn.model import load_checkpoint, save_checkpoint
     from animeseg.train import TrainResult, default_weights_dir
-    from animeseg.train_sidecar import jsonable, package_versions, results_rows
+    from animeseg.train_sidecar import jsonable, package_versions
     from animeseg.weights import sha256_file
 
     ckpt_dir = run / CHECKPOINTS
@@ -393,7 +424,7 @@ def _finish(
     folder = Path(weights_dir).expanduser().resolve() if weights_dir is not None else default_weights_dir()
     out = save_checkpoint(folder / f"animeseg-{run.name}.pt", net, config)
     metrics: dict[str, float] = {}
-    rows = results_rows(run) or _csv_rows(run / "metrics.csv")
+    rows = [row for log in sorted((run / "logs").glob("*/metrics.csv"), key=_version) for row in _csv_rows(log)]
     epoch_rows = [r for r in rows if r.get("val/loss") or r.get("train/loss_epoch")]
     for key in ("val/loss", "val/loss_mask", "train/loss_epoch"):
         values = [float(r[key]) for r in epoch_rows if r.get(key)]
@@ -422,7 +453,7 @@ def _finish(
         "names": jsonable(config.names),
         "imgsz": config.imgsz,
         "train_args": jsonable(settings),
-        "epochs_completed": _ckpt_epoch(ckpt_dir / "last.ckpt") + 1,
+        "epochs_completed": epochs_done(ckpt_dir / "last.ckpt"),
         "metrics": metrics,
         "versions": versions,
         "device": plan.label,
@@ -432,6 +463,11 @@ def _finish(
     }
     write_json(out.with_suffix(".json"), sidecar, indent=2)
     return TrainResult(out, sidecar, run)
+
+
+def _version(path: Path) -> int:
+    name = path.parent.name
+    return int(name) if name.isdigit() else -1
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -457,4 +493,13 @@ def _val_ap(weights: Path, data_yaml: Path, imgsz: int, out: Path) -> dict[str, 
     }
 
 
-__all__ = ["BACKBONES", "DEFAULTS", "DevicePlan", "device_plan", "last_checkpoint", "pretrained_file", "train_maskrcnn"]
+__all__ = [
+    "BACKBONES",
+    "DEFAULTS",
+    "DevicePlan",
+    "device_plan",
+    "epochs_done",
+    "last_checkpoint",
+    "pretrained_file",
+    "train_maskrcnn",
+]
