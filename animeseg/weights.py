@@ -8,9 +8,9 @@ Digests: the SAM SHA-256 values are the ones pinned for Meta's published files b
 digest for its YOLOv8 files; the values below are those of the official ``yolov8{n,s,m}-seg.pt`` as found
 identically in several independent mirrors (Hugging Face LFS records). The light SAM family (MobileSAM, SAM 2.1)
 comes with no published digest: those entries are marked unverified and their downloads installed unchecked.
-torchvision publishes the first 8 hex digits
-of each file's SHA-256 in its name (``maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth``) and ``torch.hub`` checks that
-prefix; the Mask R-CNN starting points are held to the same prefix. ``animeseg weights list`` says which is which. A download whose digest differs is never installed.
+torchvision publishes the first 8 hex digits of each file's SHA-256 in its name
+(``maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth``) and ``torch.hub`` checks that prefix; the Mask R-CNN starting
+points are held to the same prefix. ``animeseg weights list`` says which is which. A download whose digest differs is never installed.
 """
 
 from __future__ import annotations

@@ -41,9 +41,17 @@ sources:
     per_image: [1, 2]
 """
 #: A tiny Mask R-CNN: MobileNetV3 at a quarter of its width, few proposals; trains in seconds on a CPU.
-TINY = {"width_mult": 0.25, "fpn_channels": 32, "options": {"rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100,
-                                        "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
-                                        "box_batch_size_per_image": 64}}  # fmt: skip
+TINY = {
+    "width_mult": 0.25,
+    "fpn_channels": 32,
+    "options": {
+        "rpn_pre_nms_top_n_train": 200,
+        "rpn_post_nms_top_n_train": 100,
+        "rpn_pre_nms_top_n_test": 100,
+        "rpn_post_nms_top_n_test": 50,
+        "box_batch_size_per_image": 64,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +144,9 @@ def test_predict_and_eval_match_pycocotools_with_grabcut(trained, dataset, tmp_p
     result, _ = trained
     images = dataset.parent / "images" / "val"
     out = tmp_path / "pred"
-    res = runner.invoke(app, ["predict", str(images), "--model", str(result.weights), "--conf", "0.01",
-                              "--refine", "grabcut", "--device", "cpu", "--save", "json,masks", "--out", str(out)])  # fmt: skip
+    args = ["predict", str(images), "--model", str(result.weights), "--conf", "0.01", "--refine", "grabcut",
+            "--device", "cpu", "--save", "json,masks", "--out", str(out)]  # fmt: skip
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     pred = json.loads((out / "predictions.json").read_text())
     assert pred["annotations"], "a 1-epoch model still scores boxes above 0.01"

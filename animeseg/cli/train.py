@@ -43,7 +43,8 @@ def train(
     backbone: str = typer.Option(
         "resnet50_fpn_v2",
         "--backbone",
-        help="maskrcnn: resnet50_fpn_v2 (torchvision's Mask R-CNN v2) or mobilenet_v3_large_fpn (lighter, CPU-friendly).",
+        help="maskrcnn: resnet50_fpn_v2 (torchvision's Mask R-CNN v2) or mobilenet_v3_large_fpn (lighter, "
+        "CPU-friendly).",
     ),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs to train (default: 100)."),
     imgsz: int = typer.Option(None, "--imgsz", min=32, help="Training image size in pixels (default: 640)."),

@@ -139,9 +139,9 @@ def check_maskrcnn(
     """Run the checkpoint in PyTorch and its export on ONNX Runtime on one image; compare their detections.
 
     Each PyTorch detection scoring >= ``conf`` is matched to the ONNX detection of the same class whose box is
-    closest (every coordinate within :data:`MATCH_PX` pixels); compared: mask IoU per matched instance (probabilities > 0.5 at full resolution), score and box
-    differences, and how many found no match (with a random-weights model every score can be near-tied, so
-    detections are matched by box, not by rank).
+    closest (every coordinate within :data:`MATCH_PX` pixels); compared: mask IoU per matched instance
+    (probabilities > 0.5 at full resolution), score and box differences, and how many found no match (with a
+    random-weights model every score can be near-tied, so detections are matched by box, not by rank).
     """
     import torch
 

@@ -6,7 +6,8 @@
   line says how to get it), or ``--model`` (an animeseg Mask R-CNN checkpoint or a torchvision ``.pth``), or
   random weights with ``from_scratch``;
 * run folder ``project/name``: Lightning checkpoints ``checkpoints/{best,last}.ckpt`` (best by validation loss)
-  and ``logs/<n>/metrics.csv`` (one per start); ``resume`` continues from ``last.ckpt`` (optimizer, scheduler, epoch and all);
+  and ``logs/<n>/metrics.csv`` (one per start); ``resume`` continues from ``last.ckpt`` (optimizer, scheduler,
+  epoch and all);
 * devices: ``--device cpu``, one GPU, or several GPUs and nodes through Lightning's DDP (``devices``,
   ``num_nodes``); mixed precision (``16-mixed``) on GPUs;
 * result: the best weights as an animeseg checkpoint in the weights folder, with a JSON sidecar recording the
@@ -371,6 +372,7 @@ def train_maskrcnn(
 def _fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: Path | None) -> None:
     """``trainer.fit``, returning after Ctrl-C: Lightning then ignores SIGINT and calls ``sys.exit(1)``; the
     caller reports the interruption as one line instead, and Ctrl-C works again afterwards."""
+    import contextlib
     import signal
 
     old = signal.getsignal(signal.SIGINT)
@@ -380,10 +382,8 @@ def _fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_pat
         if not trainer.interrupted:
             raise
     finally:
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread: Lightning could not have changed it either
             signal.signal(signal.SIGINT, old)
-        except ValueError:  # not the main thread: Lightning could not have changed it either
-            pass
 
 
 def epochs_done(checkpoint: Path) -> int:
