@@ -10,7 +10,8 @@ identically in several independent mirrors (Hugging Face LFS records). The light
 comes with no published digest: those entries are marked unverified and their downloads installed unchecked.
 torchvision publishes the first 8 hex digits of each file's SHA-256 in its name
 (``maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth``) and ``torch.hub`` checks that prefix; the Mask R-CNN starting
-points are held to the same prefix. ``animeseg weights list`` says which is which. A download whose digest differs is never installed.
+points are held to the same prefix. ``animeseg weights list`` says which is which. A download whose digest
+differs is never installed.
 """
 
 from __future__ import annotations

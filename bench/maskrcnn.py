@@ -5,7 +5,8 @@
 
 Sections (each prints Markdown for docs/benchmarks.md / docs/experiments.md):
 
-* ``speed``: seconds per image of ``Segmenter.detect`` (the whole detector: resize, network, masks pasted at full
+* ``speed``: wall and CPU seconds per image (CPU time is what a shared machine cannot distort; one torch
+  thread by default, ``--threads``) of ``Segmenter.detect`` (the whole detector: resize, network, masks pasted at full
   resolution) on held-out 640x360 composites, for Mask R-CNN MobileNetV3-Large FPN and ResNet-50-FPN v2 (random
   weights: their speed does not depend on the values, and no COCO file can be fetched here) and YOLOv8n-seg
   (``yolov8n-seg.yaml``, random weights) at the same sizes; median of ``--repeats`` after one warm-up image.
@@ -83,7 +84,7 @@ def build(work: Path, name: str, artists: list[tuple[str, str]], count: int, see
     )
     config = work / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(CONFIG.format(out=work / name, seed=seed, sources=sources))
+    config.write_text(CONFIG.format(out=(work / name).resolve(), seed=seed, sources=sources))
     return Path(build_dataset(config, overwrite=True)["out"]) / "data.yaml"
 
 
@@ -101,6 +102,7 @@ def speed(args: argparse.Namespace) -> None:
     )
     images = [read_image(p) for p in sorted((heldout.parent / "images").rglob("*.jpg"))[: args.repeats + 1]]
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     models: list[tuple[str, Path]] = []
     for backbone in ("mobilenet_v3_large_fpn", "resnet50_fpn_v2"):
         path = work / f"speed-{backbone}.pt"
@@ -109,19 +111,25 @@ def speed(args: argparse.Namespace) -> None:
         models.append((f"Mask R-CNN {backbone}", path))
     models.append(("YOLOv8n-seg", Path("yolov8n-seg.yaml")))
     print(
-        f"Machine: {machine()}; torch threads {torch.get_num_threads()}; images {images[0].shape[1]}x{images[0].shape[0]}"
+        f"Machine: {machine()}; torch threads {torch.get_num_threads()}; "
+        f"images {images[0].shape[1]}x{images[0].shape[0]}"
     )
-    print("\n| model | imgsz | s/image (median) | instances/image |\n|---|---:|---:|---:|")
+    print("\n| model | imgsz | wall s/image (median) | CPU s/image (median) | instances/image |")
+    print("|---|---:|---:|---:|---:|")
     for label, path in models:
         for imgsz in args.imgsz:
             seg = Segmenter(path, imgsz=imgsz, conf=0.25, device="cpu")
             seg.detect(images[0])
-            times, counts = [], []
+            times, cpu, counts = [], [], []
             for image in images[1:]:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 counts.append(len(seg.detect(image)))
                 times.append(time.perf_counter() - t)
-            print(f"| {label} | {imgsz} | {statistics.median(times):.3f} | {np.mean(counts):.1f} |")
+                cpu.append(time.process_time() - c)
+            print(
+                f"| {label} | {imgsz} | {statistics.median(times):.3f} | {statistics.median(cpu):.3f} "
+                f"| {np.mean(counts):.1f} |"
+            )
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -152,11 +160,14 @@ def compare(args: argparse.Namespace) -> None:
         )
         r = m["results"]["raw"]
         inst = r.get("instances") or r["mask"].get("instances") or {}
-        rows.append((arch, epochs, minutes, cpu_minutes, r["mask"]["AP"], r["mask"]["AP50"], r["box"]["AP"], r["foreground"]["IoU"],
-                     inst.get("missed", "?"), inst.get("spurious", "?"), m["ground_truth"]["images"]))  # fmt: skip
+        scores = (r["mask"]["AP"], r["mask"]["AP50"], r["box"]["AP"], r["foreground"]["IoU"])
+        counts = (inst.get("missed", "?"), inst.get("spurious", "?"), m["ground_truth"]["images"])
+        rows.append((arch, epochs, minutes, cpu_minutes, *scores, *counts))
     print(f"Machine: {machine()}; train set {data}; held-out {heldout} ({args.split})")
-    print("\n| model | epochs | train wall min | train CPU min | mask AP | mask AP50 | box AP | fg IoU | missed | spurious "
-          "| test images |")  # fmt: skip
+    print(
+        "\n| model | epochs | train wall min | train CPU min | mask AP | mask AP50 | box AP | fg IoU | missed "
+        "| spurious | test images |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print("| {} | {} | {:.1f} | {:.1f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {} | {} | {} |".format(*row))
@@ -171,6 +182,7 @@ def main() -> None:
     p.add_argument("--heldout", default=None, help="built held-out data.yaml (compare: required)")
     p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="speed: torch threads (CPU s/image is their sum)")
     p.add_argument("--count", type=int, default=120)
     p.add_argument("--epochs", nargs="+", default=["yolo=10", "maskrcnn=3"], help="ARCH=EPOCHS per model")
     p.add_argument("--split", default="train", help="split of the held-out set to score")
