@@ -82,7 +82,9 @@ class MaskRCNNDetector:
 
         net, self.config = load_checkpoint(model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = configure(net, imgsz, conf, iou, max_det).to(self.device).eval()
+        self.model = net.to(self.device).eval()
+        # applied at each call, so a shallow copy with other args shares the loaded model (as `serve` does)
+        self.args: dict[str, Any] = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det}
         self.names: dict[int, str] = dict(self.config.names)
         self.classes = list(classes) if classes is not None else None
 
@@ -92,6 +94,7 @@ class MaskRCNNDetector:
 
         image = check_image(image)
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device).float() / 255.0
+        configure(self.model, **self.args)
         with torch.inference_mode():
             out = self.model([x])[0]
         return to_instances(

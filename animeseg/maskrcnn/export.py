@@ -120,7 +120,7 @@ class MaskRCNNOnnxDetector:
         self.session = _session(self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
-        self.conf, self.max_det = float(conf), int(max_det)
+        self.args: dict[str, Any] = {"conf": float(conf), "max_det": int(max_det)}
         self.classes = list(classes) if classes is not None else None
         self.model = None
 
@@ -128,9 +128,10 @@ class MaskRCNNOnnxDetector:
         """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
         image = check_image(image)
         boxes, labels, scores, masks = _run(self.session, image)
-        keep = scores >= self.conf
+        keep = scores >= float(self.args["conf"])
         inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, self.classes)
-        return inst[: self.max_det] if len(inst) > self.max_det else inst
+        max_det = int(self.args["max_det"])
+        return inst[:max_det] if len(inst) > max_det else inst
 
 
 def check_maskrcnn(
