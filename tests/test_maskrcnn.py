@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
@@ -94,7 +95,7 @@ def test_train_writes_weights_sidecar_and_checkpoints(trained, dataset, network_
     assert network_attempts() == []
 
 
-def test_cli_train_and_resume(tmp_path, dataset, network_attempts, monkeypatch):
+def test_cli_train_and_resume(tmp_path, dataset, network_attempts, monkeypatch, capsys):
     """Acceptance 1 through the CLI (the tiny width via the library's defaults), then --resume continues."""
     import animeseg.maskrcnn.train as MT
 
@@ -119,8 +120,8 @@ def test_cli_train_and_resume(tmp_path, dataset, network_attempts, monkeypatch):
     side = json.loads((tmp_path / "w" / "animeseg-cli.json").read_text())
     assert side["resumed"] and side["epochs_completed"] == 2
 
-    res = runner.invoke(app, resume)  # nothing left to do: one line, exit code 2
-    assert res.exit_code == 2 and "already finished all its 2 epochs" in res.output
+    code, err = run_cli(capsys, *resume)  # nothing left to do: one line, exit code 2
+    assert code == 2 and "already finished all its 2 epochs" in err and len(err.strip().splitlines()) == 1
     assert network_attempts() == []
 
 
@@ -197,10 +198,9 @@ def test_bad_inputs_are_one_line(tmp_path, dataset, capsys):
     # a checkpoint of an architecture animeseg does not know
     bad = tmp_path / "detr.pt"
     torch.save({"arch": "detr", "state_dict": {}}, bad)
-    res = runner.invoke(app, ["predict", str(dataset.parent / "images" / "val"), "--model", str(bad),
-                              "--out", str(tmp_path / "p")])  # fmt: skip
-    assert res.exit_code != 0 and "unknown architecture 'detr'" in res.output
-    assert len([ln for ln in res.output.splitlines() if "detr" in ln]) == 1
+    code, err = run_cli(capsys, "predict", dataset.parent / "images" / "val", "--model", bad, "--out", tmp_path / "p")
+    assert code != 0 and f"{bad}: unknown architecture 'detr' (known: yolo, maskrcnn)" in err
+    assert len(err.strip().splitlines()) == 1, err
     # a dataset without annotations/*.json
     copy = tmp_path / "noann"
     shutil.copytree(dataset.parent, copy)
