@@ -10,8 +10,8 @@ Sections (each prints Markdown for docs/benchmarks.md / docs/experiments.md):
   resolution) on held-out 640x360 composites, for Mask R-CNN MobileNetV3-Large FPN and ResNet-50-FPN v2 (random
   weights: their speed does not depend on the values, and no COCO file can be fetched here) and YOLOv8n-seg
   (``yolov8n-seg.yaml``, random weights) at the same sizes; median of ``--repeats`` after one warm-up image.
-  Random weights make Mask R-CNN keep up to ``max_det`` boxes through its mask head, so its figures are an
-  upper bound for a trained model that keeps few.
+  Random weights make Mask R-CNN keep every box up to ``--max-det`` (default 20; a scene here has 1-4
+  characters) through its mask head and mask pasting, so its figures are an upper bound for a trained model.
 * ``compare``: builds one small dataset from the open-sprites training artists (``--count`` composites), trains
   YOLOv8n-seg and Mask R-CNN MobileNetV3 both from random weights (``--epochs ARCH=N``: pick N per model so
   that their wall-clock times match; the table reports them), and evaluates both with ``animeseg eval`` on the
@@ -118,7 +118,7 @@ def speed(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|")
     for label, path in models:
         for imgsz in args.imgsz:
-            seg = Segmenter(path, imgsz=imgsz, conf=0.25, device="cpu")
+            seg = Segmenter(path, imgsz=imgsz, conf=0.25, max_det=args.max_det, device="cpu")
             seg.detect(images[0])
             times, cpu, counts = [], [], []
             for image in images[1:]:
@@ -182,6 +182,7 @@ def main() -> None:
     p.add_argument("--heldout", default=None, help="built held-out data.yaml (compare: required)")
     p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--max-det", type=int, default=20, help="speed: instances kept per image (random weights keep all)")
     p.add_argument("--threads", type=int, default=1, help="speed: torch threads (CPU s/image is their sum)")
     p.add_argument("--count", type=int, default=120)
     p.add_argument("--epochs", nargs="+", default=["yolo=10", "maskrcnn=3"], help="ARCH=EPOCHS per model")
