@@ -9,7 +9,8 @@ mask" are matted: the masks the shared YOLOv8n-seg COCO int8 model predicts (``i
 character takes the predicted mask of best IoU, at least 0.5), which is what ``predict`` cuts out, and the exact
 binary masks (alpha >= 0.5), where binary cut-outs are already as good as a binary alpha can be.
 
-For each character (its cut-out) and each image (the whole-image cut-out, all characters together), against the
+For each character found (its cut-out) and each image (the whole-image cut-out, all characters together; its
+band also restricted to the edges of the characters found, the only edges matting can act on), against the
 exact alpha: SAD (sum of |alpha error| over the edge band, in thousands, per cut-out) and MSE (mean squared
 error over the band), SAD over the whole image, and the IoU of alpha >= 0.5 with the exact mask. The edge band is
 every pixel whose exact alpha is strictly between 0 and 1 or that lies within 2 % of the image's long side of
@@ -62,7 +63,7 @@ def errors(pred: np.ndarray, truth: np.ndarray, band: np.ndarray) -> dict[str, f
 
 
 def cases(comps, seg: Segmenter | None):
-    """(image, [(final mask, exact alpha) per character], (whole mask, whole exact alpha)) per composite."""
+    """(image, [(final mask, exact alpha) per character found], (whole mask, whole exact alpha)) per composite."""
     for c in comps:
         if seg is None:
             finals = list(c.truth.masks)
@@ -93,13 +94,18 @@ def run(sizes, seeds, count, radii, sources) -> list[str]:
         for source in sources:
             data = list(cases(comps, seg if source == "model" else None))
             n_chars = sum(len(p) for _, p, _ in data)
-            for kind in ("character", "whole image"):
+            for kind in ("character", "whole image", "whole image, found"):
                 results: dict[str, list[dict[str, float]]] = {}
                 seconds: dict[str, float] = {}
                 for image, pairs, whole in data:
-                    items = pairs if kind == "character" else [whole]
-                    for final, exact in items:
-                        band = edge_band(exact, band_width)
+                    if kind == "character":
+                        items = [(final, exact, edge_band(exact, band_width)) for final, exact in pairs]
+                    elif kind == "whole image":
+                        items = [(*whole, edge_band(whole[1], band_width))]
+                    else:  # only the edges of the characters the model found: what matting can act on
+                        found = [edge_band(exact, band_width) for _, exact in pairs]
+                        items = [(*whole, np.any(found, axis=0))] if found else []
+                    for final, exact, band in items:
                         results.setdefault("binary", []).append(errors(final.astype(np.float32), exact, band))
                         for frac in radii:
                             r = max(3, round(frac * max(w, h)))

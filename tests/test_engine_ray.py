@@ -19,23 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as _cli
 from PIL import Image
-
-from animeseg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not RAY, reason='Ray is not installed (pip install -e ".[ray]")')
-
-
-def _cli(capsys, *args) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 def _env() -> dict[str, str]:

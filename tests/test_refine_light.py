@@ -7,17 +7,20 @@ and saved as the official files are, then loaded the way users load theirs (``--
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from animeseg.cli import main
 from animeseg.io import write_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ helpers, also under plain `pytest`
+from conftest import run_cli as _cli  # noqa: E402
+
 from bench.composites import make_composites  # noqa: E402
+from bench.refine import segment_anything_mobile_sam  # noqa: E402
 
 
 def _ultralytics_build():
@@ -74,15 +77,6 @@ def crowd(tmp_path_factory) -> Path:
     write_image(folder / "a.png", a.image)
     write_image(folder / "b.png", b.image)
     return folder
-
-
-def _cli(capsys, *args) -> tuple[int, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ architectures
@@ -205,27 +199,12 @@ def test_mobile_sam_candidates_match_segment_anythings_predictor(mobile_sam):
     The image's long side is the model's 1024, so neither pipeline resizes it and both see the same input; what
     is compared is the prompt mapping, the decoder call and the upsampling to the image.
     """
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
     from animeseg.refine.sam import SamRefiner
     from animeseg.refine.sam_light import LightSamRefiner
     from animeseg.sam import load_sam
 
     light = load_sam(mobile_sam)
-    reference = Sam(
-        image_encoder=light.image_encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-    ).eval()
-    reference.load_state_dict(light.state_dict())  # the same tensors under the same names
+    reference = segment_anything_mobile_sam(light)
     yy, xx = np.mgrid[0:768, 0:1024]
     image = np.stack([xx * 0.2, yy * 0.3, (xx + yy) * 0.1], -1).astype(np.uint8)  # smooth, like flat colours
     boxes = np.array([[60, 90, 450, 690], [480, 30, 900, 600], [180, 180, 780, 540]], np.float32)
@@ -291,6 +270,16 @@ def test_predict_refine_sam_with_a_light_checkpoint(kind, mobile_sam, sam21_tiny
         made.append(self)
 
     monkeypatch.setattr(sam_light.LightSamRefiner, "__init__", spy)
+    threads: list[int] = []
+    real_encode = sam_light.LightSamRefiner._encode
+
+    def encode(self, x):
+        import torch
+
+        threads.append(torch.get_num_threads())
+        return real_encode(self, x)
+
+    monkeypatch.setattr(sam_light.LightSamRefiner, "_encode", encode)
     checkpoint = mobile_sam if kind == "mobile_sam" else sam21_tiny
     raw = _by_image(_predict(capsys, crowd, tmp_path / "raw", shared_onnx))
     refined = _by_image(_predict(capsys, crowd, tmp_path / "sam", shared_onnx, "--refine", "sam", "--sam-checkpoint",
@@ -299,6 +288,8 @@ def test_predict_refine_sam_with_a_light_checkpoint(kind, mobile_sam, sam21_tiny
     counts = [len(v) for v in raw.values()]
     assert sum(counts) >= 4
     assert made[0].encoder_calls == len(raw)  # once per image
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert threads == [max(cores, 1)] * len(raw)  # every core, although YOLO's device check set torch to fewer
     assert made[0].decoder_calls == sum(-(-n // made[0].chunk) for n in counts)
     for name, before in raw.items():
         after = refined[name]
@@ -350,3 +341,19 @@ def test_export_onnx_says_in_one_line_that_the_light_family_is_not_exported(mobi
         )
     )
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("*.onnx"))
+
+
+def test_torch_threads_raises_the_count_for_the_block_only():
+    import torch
+
+    from animeseg.refine.base import torch_threads
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        torch.set_num_threads(1)  # what Ultralytics' select_device leaves on a 2-core machine
+        with torch_threads():
+            assert torch.get_num_threads() == max(cores, 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

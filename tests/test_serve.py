@@ -116,6 +116,19 @@ def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tm
     assert not (result.folder / "inputs").exists(), "uploads are not kept once the batch is done"
 
 
+def test_soft_edges_on_the_page_equal_predict_alpha_matte(renpy, shared_onnx, tmp_path):
+    """The page's "Cut-out edges: matte" gives the zip `animeseg predict --alpha matte` writes, with soft alpha."""
+    from animeseg.web.engine import Engine, Settings
+
+    image = [renpy / "fg" / IMAGES[0]]
+    settings = Settings(conf=CONF, imgsz=IMGSZ, alpha="matte")
+    result = run_job(image, Engine(shared_onnx).segmenter(settings), tmp_path / "jobs", alpha=settings.alpha)
+    expected = _outputs(_predict(image, shared_onnx, tmp_path / "cli", "--alpha", "matte"))
+    assert result.zip is not None and _zip_contents(result.zip) == expected
+    alpha = np.asarray(Image.open(result.cutouts[0].path))[..., 3]
+    assert ((alpha > 0) & (alpha < 255)).sum() > 100  # soft edges, not a binary staircase
+
+
 def test_sam_is_offered_with_a_checkpoint_and_matches_predict(renpy, shared_onnx, tmp_path):
     import torch
 

@@ -271,3 +271,14 @@ def test_help_documents_the_options(capsys):
     assert e.value.code == 0
     for option in ("--track", "--tracker", "--alpha", "bytetrack", "matte"):
         assert option in text
+
+
+def test_options_that_would_change_nothing_say_so(tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not a model")  # loading fails after the option checks: exit 2, no image read
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.new("RGB", (32, 32)).save(frames / "0.png")
+    code, err = cli(capsys, "predict", frames, "--model", model, "--tracker", "botsort", "--alpha", "matte")
+    assert code == 2 and "cannot load model" in err
+    assert "--tracker is only used with --track" in err and "--alpha matte only changes cut-outs" in err

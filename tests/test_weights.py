@@ -13,26 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as cli
 
 from animeseg import weights as W
-from animeseg.cli import main
 from animeseg.errors import AnimesegError, MissingWeightsError
 
 # The real socket functions, taken before the autouse fixture in conftest.py blocks them for each test.
 _REAL_GETADDRINFO = socket.getaddrinfo
 _REAL_CREATE_CONNECTION = socket.create_connection
 _REAL_CONNECT = socket.socket.connect
-
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ registry

@@ -132,7 +132,7 @@ def predict(
 
     Exit code 0 when every input succeeded, 1 when some failed (one line each), 2 on a usage error.
     """
-    from animeseg.cli.console import error
+    from animeseg.cli.console import error, warn
     from animeseg.device import resolve_device
     from animeseg.media import expand_sources
     from animeseg.writers import parse_save
@@ -164,6 +164,10 @@ def predict(
         if not run_on.in_process:
             raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
         _check_frames(items, tracker)
+    elif tracker != "bytetrack":
+        warn("--tracker is only used with --track; ignored")
+    if alpha == "matte" and "cutouts" not in kinds:
+        warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
     from animeseg.predict import LazySegmenter, SegmenterSpec
 

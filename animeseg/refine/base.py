@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -33,3 +36,23 @@ class Refiner(Protocol):
     name: str
 
     def candidates(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray) -> Candidates: ...
+
+
+@contextmanager
+def torch_threads() -> Iterator[None]:
+    """Run torch on every CPU the process may use inside the block, then restore the count found.
+
+    Ultralytics' ``select_device`` (called by every YOLO predict and ``--device`` check) sets torch to
+    ``cpu_count - 1`` threads: one on a 2-core machine, where a SAM encoder then takes about 1.5x as long. The
+    count is only ever raised here, never lowered.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > before:
+        torch.set_num_threads(cores)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

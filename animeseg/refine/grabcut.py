@@ -15,8 +15,8 @@ full-resolution crop, which snaps the upsampled edge onto the image's own edges.
 distance transforms (any width, one pass each) instead of erosions and dilations by large disks, and instances
 are cut in parallel threads (OpenCV releases the GIL).
 
-Cost, measured (``bench/refine.py``, ``docs/benchmarks.md``): one band pair and a 320 px crop give the mask AP of
-three band pairs on a 400 px crop (the earlier default) at about a sixth of the time. With three candidates per
+Cost, measured (``bench/refine.py``, ``docs/benchmarks.md``): one band pair on a 400 px crop gives the mask AP of
+three band pairs (the earlier default) at about a third of the time. With three candidates per
 instance, fusion picked the first band pair's in most cases, and when all pairs share the first pair's colour
 models, in every case: the extra candidates cost twice the time for no AP. K = ``len(bands)`` candidates.
 
@@ -90,7 +90,7 @@ class GrabCutRefiner:
         bands: Sequence[tuple[float, float]] = DEFAULT_BANDS,
         iterations: int = 2,
         pad: float = 0.1,
-        max_side: int = 320,
+        max_side: int = 400,
         workers: int | None = None,
     ) -> None:
         if not bands:

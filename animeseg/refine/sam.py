@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from animeseg.refine.base import Candidates
+from animeseg.refine.base import Candidates, torch_threads
 
 if TYPE_CHECKING:
     from animeseg.refine import RefineOptions
@@ -102,7 +102,7 @@ class SamRefiner:
         scores = np.zeros((n, 3), np.float32)
         if n == 0:
             return Candidates(out, scores)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads():
             self.predictor.set_image(np.ascontiguousarray(image), image_format="RGB")
             size = self.model.image_encoder.img_size
             per_box = 3 * (size * size + h * w)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from animeseg._lazy import cv2
-from animeseg.refine.base import Candidates
+from animeseg.refine.base import Candidates, torch_threads
 
 #: ImageNet mean and standard deviation on the 0..255 scale (every SAM normalises with them).
 _MEAN = (123.675, 116.28, 103.53)
@@ -171,7 +171,7 @@ class LightSamRefiner:
         scores = np.zeros((n, 3), np.float32)
         if n == 0:
             return Candidates(out, scores)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads():
             x, (fy, fx) = self._input(image)
             embedding, high_res = self._encode(x)
             prompts = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device)

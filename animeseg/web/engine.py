@@ -23,11 +23,13 @@ from animeseg.refine.base import Refiner
 
 @dataclass(frozen=True)
 class Settings:
-    """What one request asks for: a refiner name (``none`` or a registered one), confidence, image size."""
+    """What one request asks for: a refiner name (``none`` or a registered one), confidence, image size, and the
+    cut-outs' alpha (``binary`` or ``matte``, see :func:`animeseg.writers.cutout`; applied by the batch)."""
 
     refine: str = "none"
     conf: float = 0.25
     imgsz: int = 640
+    alpha: str = "binary"
 
 
 class Engine:

@@ -134,9 +134,10 @@ def run_job(
     segmenter: SegmenterLike,
     jobs: str | Path,
     on_progress: ProgressCallback | None = None,
+    alpha: str = "binary",
 ) -> JobResult:
     """Segment ``uploads`` (files, in the order given; their file names are the inputs' names) into a new
-    folder under ``jobs`` and zip the outputs.
+    folder under ``jobs`` and zip the outputs; ``alpha`` is the cut-outs' (``binary`` or ``matte``).
 
     Bad inputs (unsupported type, not an image, truncated, too large, an undecodable or too long video) become
     one line each in ``failures`` (``name: problem``); the others go on. ``on_progress`` receives the runner's
@@ -146,7 +147,7 @@ def run_job(
     folder = Path(jobs) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     result = JobResult(folder=folder, inputs=len(uploads))
     try:
-        _run(uploads, segmenter, result, on_progress)
+        _run(uploads, segmenter, result, on_progress, alpha)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -157,7 +158,11 @@ def run_job(
 
 
 def _run(
-    uploads: Sequence[str | Path], segmenter: SegmenterLike, result: JobResult, on_progress: ProgressCallback | None
+    uploads: Sequence[str | Path],
+    segmenter: SegmenterLike,
+    result: JobResult,
+    on_progress: ProgressCallback | None,
+    alpha: str,
 ) -> None:
     inputs, out = result.folder / "inputs", result.folder / "out"
     inputs.mkdir(parents=True)
@@ -184,7 +189,7 @@ def _run(
     if not items:
         return
 
-    summary = run(items, segmenter, out, PAGE_SAVE, on_progress=on_progress)
+    summary = run(items, segmenter, out, PAGE_SAVE, on_progress=on_progress, alpha=alpha)
     shutil.rmtree(inputs, ignore_errors=True)
     result.failures += [f"{r.name}: {r.error}" for r in summary.results if r.status == "error"]
     result.succeeded, result.images, result.instances = summary.succeeded, summary.images, summary.instances

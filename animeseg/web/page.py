@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from animeseg.matte import ALPHA_MODES
 from animeseg.progress import Step
 from animeseg.web.engine import Engine, Settings
 from animeseg.web.jobs import JobResult, Picture, prune_jobs, run_job
@@ -51,8 +52,8 @@ def status_text(result: JobResult, settings: Settings) -> str:
         c = "" if result.instances == 1 else "s"
         lines.append(
             f"**{result.instances} character{c} in {result.images} image{s}** ({result.seconds:.1f} s; refinement "
-            f"{settings.refine}, confidence {settings.conf:g}, size {settings.imgsz}). The zip holds every cut-out, "
-            f"mask, overlay and predictions.json."
+            f"{settings.refine}, confidence {settings.conf:g}, size {settings.imgsz}, {settings.alpha} edges). The "
+            f"zip holds every cut-out, mask, overlay and predictions.json."
         )
         shown = len(result.cutouts)
         if shown > GALLERY_LIMIT:
@@ -69,19 +70,24 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
     settings shown."""
 
     def segment(
-        files: list[str] | None, refine: str, conf: float, imgsz: float, progress: Any = gr.Progress()
+        files: list[str] | None,
+        refine: str,
+        conf: float,
+        imgsz: float,
+        alpha: str,
+        progress: Any = gr.Progress(),
     ) -> tuple[Any, ...]:
         no_zip = gr.DownloadButton(value=None, visible=False)
         if not files:
             return [], [], [], "Drop one or more images (or a short video) first.", no_zip
-        settings = Settings(refine=refine, conf=float(conf), imgsz=int(imgsz))
+        settings = Settings(refine=refine, conf=float(conf), imgsz=int(imgsz), alpha=alpha)
 
         def report(step: Step) -> None:
             progress((step.done, step.total), desc=step.label, unit="images")
 
         try:
             prune_jobs(jobs)
-            result = run_job(files, engine.segmenter(settings), jobs, on_progress=report)
+            result = run_job(files, engine.segmenter(settings), jobs, on_progress=report, alpha=settings.alpha)
         except Exception as e:  # the server must keep serving whatever one request does
             log.exception("segmentation failed")
             message = f"**Something went wrong:** {_md(f'{type(e).__name__}: {e}')}. The page still works: try again."
@@ -116,6 +122,13 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
                 )
                 conf_in = gr.Slider(0.01, 1.0, value=conf, step=0.01, label="Confidence", elem_id="conf")
                 imgsz_in = gr.Slider(64, 1920, value=imgsz, step=32, label="Image size", elem_id="imgsz")
+                alpha_in = gr.Radio(
+                    list(ALPHA_MODES),
+                    value="binary",
+                    label="Cut-out edges",
+                    info="matte: soft edges by image matting, colours cleaned of the old background (slower).",
+                    elem_id="alpha",
+                )
                 run_btn = gr.Button("Segment", variant="primary", elem_id="segment")
                 status = gr.Markdown("", elem_id="status")
                 download = gr.DownloadButton("Download all (zip)", visible=False, elem_id="download")
@@ -126,7 +139,7 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
                 )
                 masks = gr.Gallery(label="Masks", columns=5, height=300, object_fit="contain", elem_id="masks")
         outputs = [overlays, cutouts, masks, status, download]
-        inputs = [files, refine, conf_in, imgsz_in]
+        inputs = [files, refine, conf_in, imgsz_in, alpha_in]
         for event in (files.upload, run_btn.click):
             event(segment, inputs, outputs, concurrency_limit=1, concurrency_id=_MODEL_LOCK)
         files.clear(lambda: ([], [], [], "", gr.DownloadButton(value=None, visible=False)), None, outputs)
