@@ -1,8 +1,9 @@
 """Detectors: an image in, :class:`~animeseg.instances.Instances` with full-resolution masks out.
 
 :class:`~animeseg.predict.Segmenter` uses a detector through the small :class:`Detector` protocol, so another
-model family (Mask R-CNN next) is one class here plus a branch in :func:`load_detector`. Today's detector is
-Ultralytics YOLO-seg, for ``.pt`` checkpoints and ONNX exports alike.
+model family is one class plus a branch in :func:`load_detector`. Two families today: Ultralytics YOLO-seg
+(:class:`YoloDetector`, ``.pt`` checkpoints and ONNX exports alike) and torchvision's Mask R-CNN
+(:mod:`animeseg.maskrcnn`: its checkpoints and ONNX exports), the architecture read from the file.
 
 Letterbox: the detector always sees the image letterboxed to a square ``imgsz`` x ``imgsz`` input, whatever the
 backend. Ultralytics would give a ``.pt`` model the smallest stride-aligned rectangle instead and a static ONNX
@@ -122,8 +123,21 @@ class YoloDetector:
 
 
 def load_detector(model: str | Path, **settings: Any) -> Detector:
-    """The detector for a model file: YOLO-seg for ``.pt``, ``.onnx``, exported folders and model configs.
+    """The detector for a model file, by the architecture the file records
+    (:func:`animeseg.maskrcnn.model.architecture`): Mask R-CNN for animeseg Mask R-CNN checkpoints and their ONNX
+    exports, YOLO-seg for Ultralytics ``.pt``, ``.onnx``, exported folders and model configs. A checkpoint of an
+    unknown architecture is a one-line error.
 
     ``settings`` are the detector's keyword arguments (imgsz, conf, iou, max_det, device, classes).
     """
+    from animeseg.maskrcnn.model import architecture
+
+    if architecture(model) == "maskrcnn":
+        if Path(model).suffix == ".onnx":
+            from animeseg.maskrcnn.export import MaskRCNNOnnxDetector
+
+            return MaskRCNNOnnxDetector(model, **settings)
+        from animeseg.maskrcnn.detector import MaskRCNNDetector
+
+        return MaskRCNNDetector(model, **settings)
     return YoloDetector(model, **settings)

@@ -373,6 +373,7 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
     sidecar = {
         "weights": out.name,
         "weights_sha256": sha256_file(out),
+        "architecture": "yolo",
         "run": str(save_dir),
         "model": plan.model_label,
         "from_scratch": bool(plan.from_scratch),

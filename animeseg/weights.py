@@ -8,7 +8,10 @@ Digests: the SAM SHA-256 values are the ones pinned for Meta's published files b
 digest for its YOLOv8 files; the values below are those of the official ``yolov8{n,s,m}-seg.pt`` as found
 identically in several independent mirrors (Hugging Face LFS records). The light SAM family (MobileSAM, SAM 2.1)
 comes with no published digest: those entries are marked unverified and their downloads installed unchecked.
-``animeseg weights list`` says which is which. A download whose digest differs is never installed.
+torchvision publishes the first 8 hex digits of each file's SHA-256 in its name
+(``maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth``) and ``torch.hub`` checks that prefix; the Mask R-CNN starting
+points are held to the same prefix. ``animeseg weights list`` says which is which. A download whose digest
+differs is never installed.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ _SAM_PINS = "Meta's published file, digest pinned by independent projects"
 _UNVERIFIED = "no digest published by the authors: unverified (`animeseg weights verify` shows what you got)"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file}"
 _MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+_TORCHVISION_URL = "https://download.pytorch.org/models/{file}"
+_TORCHVISION_PREFIX = "torchvision's published digest prefix (in its file name; torch.hub checks the same)"
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,9 @@ class OfficialWeights:
 
     name: str
     filename: str
-    kind: str  # "yolo" or "sam"
+    kind: str  # "yolo", "sam" or "maskrcnn"
     urls: tuple[str, ...]
-    sha256: str | None
+    sha256: str | None  # the full digest, or the prefix a publisher gives (torchvision: 8+ hex digits)
     size: int | None
     digest_source: str
     description: str
@@ -68,6 +73,13 @@ def _sam(name: str, file: str, sha256: str, size: int, description: str) -> Offi
 def _light(name: str, file: str, url: str, description: str) -> OfficialWeights:
     """A light-family SAM file: its authors publish neither digest nor size, so neither is checked."""
     return OfficialWeights(name, file, "sam", (url,), None, None, _UNVERIFIED, description)
+
+
+def _torchvision(name: str, file: str, description: str) -> OfficialWeights:
+    """A torchvision COCO checkpoint: its file name carries the first hex digits of its SHA-256."""
+    prefix = re.search(r"-([0-9a-f]{8,})\.pth$", file).group(1)
+    urls = (_TORCHVISION_URL.format(file=file),)
+    return OfficialWeights(name, file, "maskrcnn", urls, prefix, None, _TORCHVISION_PREFIX, description)
 
 
 #: The official files, in the order ``weights list`` shows them.
@@ -123,7 +135,23 @@ OFFICIAL: dict[str, OfficialWeights] = {
             )
             for size, label in (("tiny", "tiny (CPU)"), ("small", "small"), ("base_plus", "base+"), ("large", "large"))
         ),
+        _torchvision(
+            "maskrcnn_resnet50_fpn_v2",
+            "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
+            "Mask R-CNN ResNet-50-FPN v2, COCO (train --arch maskrcnn)",
+        ),
+        _torchvision(
+            "fasterrcnn_mobilenet_v3_large_fpn",
+            "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+            "Faster R-CNN MobileNetV3-Large FPN, COCO: start of --backbone mobilenet_v3_large_fpn (mask head new)",
+        ),
     )
+}
+
+#: The COCO checkpoint each Mask R-CNN backbone starts from (``animeseg.maskrcnn.model.BACKBONES``).
+MASKRCNN_PRETRAINED = {
+    "resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2",
+    "mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
 }
 
 #: The model that ships inside the package (see docs/model.md): an fp32 ONNX for CPU inference and the
@@ -206,7 +234,8 @@ def trained_weights(directory: str | Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: (-p.stat().st_mtime, p.name))
 
 
-def _find_official(name: str, directory: str | Path | None) -> Path | None:
+def find_official(name: str, directory: str | Path | None = None) -> Path | None:
+    """An official file in the searched folders (see :func:`search_dirs`), or None."""
     for root in search_dirs(directory):
         path = official_path(name, root)
         if path.is_file():
@@ -252,7 +281,7 @@ def default_sam(directory: str | Path | None = None) -> Path | None:
     """An official SAM checkpoint in the searched folders (the largest ViT model if several, else the largest
     light one), else None."""
     for name in ("sam_vit_h", "sam_vit_l", "sam_vit_b", "sam2.1_l", "sam2.1_b", "sam2.1_s", "sam2.1_t", "mobile_sam"):
-        path = _find_official(name, directory)
+        path = find_official(name, directory)
         if path is not None:
             return path
     return None
@@ -285,12 +314,13 @@ class Verification:
 
 
 def verify(path: str | Path, expected: str | None, on_bytes: Callable[[int], None] | None = None) -> Verification:
-    """Hash ``path`` and compare with ``expected`` (hex, any case). Missing files raise MissingWeightsError."""
+    """Hash ``path`` and compare with ``expected`` (hex, any case; a published prefix must start the digest).
+    Missing files raise MissingWeightsError."""
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(path)
     actual = sha256_file(path, on_bytes)
-    ok = None if not expected else actual == expected.lower()
+    ok = None if not expected else actual.startswith(expected.lower())
     return Verification(path, expected.lower() if expected else None, actual, ok)
 
 

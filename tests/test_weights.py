@@ -28,10 +28,14 @@ _REAL_CONNECT = socket.socket.connect
 def test_registry_is_complete_and_well_formed():
     pinned = ["yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
     light = ["mobile_sam", "sam2.1_t", "sam2.1_s", "sam2.1_b", "sam2.1_l"]
-    assert list(W.OFFICIAL) == pinned + light
+    torchvision = ["maskrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn"]
+    assert list(W.OFFICIAL) == pinned + light + torchvision
     for w in W.OFFICIAL.values():
         if w.name in pinned:
             assert w.sha256 and W.is_sha256(w.sha256) and w.size and w.size > 1_000_000
+        elif w.name in torchvision:  # the digest prefix torchvision publishes in the file name
+            assert w.kind == "maskrcnn" and w.size is None and w.filename.endswith(f"-{w.sha256}.pth")
+            assert len(w.sha256) == 8 and w.url == f"https://download.pytorch.org/models/{w.filename}"
         else:  # no digest published: marked unverified, nothing to check a download against
             assert w.sha256 is None and w.size is None and "unverified" in w.digest_source and w.kind == "sam"
         assert all(u.startswith("https://") and u.endswith("/" + w.filename) for u in w.urls)
@@ -158,6 +162,9 @@ def test_list_shows_every_file_digest_and_status(tmp_path, capsys):
     code, err = cli(capsys, "weights", "list", "--dir", str(tmp_path))
     assert code == 0
     for w in W.OFFICIAL.values():
+        if w.kind == "maskrcnn":
+            assert f"{w.sha256 + ' (published prefix)':64}  {w.filename}" in err
+            continue
         assert f"{w.sha256 or 'not published':64}  {w.filename}" in err  # full digests, sha256sum format
     assert "present" in err and "partial download" in err and "missing" in err
     assert "Ultralytics publishes no digest" in err

@@ -19,10 +19,17 @@ app = typer.Typer(
 @app.command("onnx")
 def onnx_command(
     model: Path | None = typer.Option(
-        None, "--model", help="YOLO segmentation checkpoint (.pt) to export; written as OUT/<name>.onnx."
+        None,
+        "--model",
+        help="YOLO segmentation or animeseg Mask R-CNN checkpoint (.pt) to export (the architecture is read from "
+        "it); written as OUT/<name>.onnx.",
     ),
     imgsz: int = typer.Option(
-        640, "--imgsz", help="Detector input size in pixels (multiple of 32), always set explicitly in the export."
+        None,
+        "--imgsz",
+        help="Detector input size in pixels (YOLO: multiple of 32, default 640, always set explicitly in the export; "
+        "Mask R-CNN: the long side inside the graph, default its training size).",
+        show_default=False,
     ),
     dynamic: bool = typer.Option(False, "--dynamic", help="Detector with dynamic batch and image size."),
     half: bool = typer.Option(False, "--half", help="Detector in FP16 (SAM stays FP32: FP16 is slower on CPUs)."),
@@ -56,9 +63,25 @@ def onnx_command(
         warn("--half applies to the detector only; SAM is exported in FP32")
     reports: list[ex.Parity] = []
     steps = (2 if model is not None else 0) + (3 if sam_checkpoint is not None else 0)
+    from animeseg.maskrcnn.model import architecture
+
+    maskrcnn = model is not None and architecture(model) == "maskrcnn"
+    if maskrcnn and (dynamic or half or int8):
+        raise AnimesegError(
+            f"{model}: a Mask R-CNN export is fp32 with dynamic image size; drop --dynamic/--half/--int8"
+        )
     with progress() as bar:
         task = bar.add_task("exporting", total=steps)
-        if model is not None:
+        if maskrcnn:
+            from animeseg.maskrcnn.export import check_maskrcnn, export_maskrcnn
+
+            bar.update(task, description=f"exporting {model.name} (Mask R-CNN)")
+            onnx_path = export_maskrcnn(model, out, imgsz=imgsz)
+            bar.update(task, advance=1, description="checking Mask R-CNN parity")
+            reports.append(check_maskrcnn(model, onnx_path, image=image))
+            bar.advance(task)
+        elif model is not None:
+            imgsz = imgsz or 640
             bar.update(task, description=f"exporting {model.name}")
             onnx_path = ex.export_detector(model, imgsz=imgsz, dynamic=dynamic, half=half, int8=int8, out=out)
             bar.update(task, advance=1, description="checking detector parity")

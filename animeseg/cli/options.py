@@ -30,8 +30,9 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="YOLOv8-seg weights (.pt or .onnx, or an exported folder). Default: the newest animeseg-trained "
-        "weights in weights/, else the anime model packaged with animeseg.",
+        help="YOLOv8-seg or animeseg Mask R-CNN weights (.pt or .onnx, or an exported folder; the architecture is "
+        "read from the file). Default: the newest animeseg-trained weights in weights/, else the anime model "
+        "packaged with animeseg.",
         show_default=False,
     ),
 ]

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from animeseg.errors import AnimesegError
+
+
+class Arch(str, Enum):
+    yolo = "yolo"
+    maskrcnn = "maskrcnn"
 
 
 def train(
@@ -15,12 +24,27 @@ def train(
         help="Built dataset (data.yaml or its folder), any Ultralytics segmentation data.yaml, or a datasets.yaml "
         "build config (built first; reused when already built from the same config). Optional with --resume.",
     ),
+    arch: Arch = typer.Option(
+        "yolo",
+        "--arch",
+        help="Architecture: yolo (Ultralytics YOLOv8-seg) or maskrcnn (torchvision Mask R-CNN trained with PyTorch "
+        "Lightning; needs the maskrcnn extra).",
+    ),
     model: str = typer.Option(
-        "yolov8m-seg.pt",
+        None,
         "--model",
         "-m",
-        help="Weights to fine-tune (.pt), or an architecture such as yolov8n-seg.yaml for random weights. "
-        "Never downloaded: get official weights with `animeseg weights download`.",
+        help="Weights to fine-tune (.pt), or an architecture such as yolov8n-seg.yaml for random weights "
+        "(default: yolov8m-seg.pt). maskrcnn: starting weights (default: the backbone's official COCO file in "
+        "weights/), or the last.ckpt to --resume. Never downloaded: get official weights with "
+        "`animeseg weights download`.",
+        show_default=False,
+    ),
+    backbone: str = typer.Option(
+        "resnet50_fpn_v2",
+        "--backbone",
+        help="maskrcnn: resnet50_fpn_v2 (torchvision's Mask R-CNN v2) or mobilenet_v3_large_fpn (lighter, "
+        "CPU-friendly).",
     ),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Epochs to train (default: 100)."),
     imgsz: int = typer.Option(None, "--imgsz", min=32, help="Training image size in pixels (default: 640)."),
@@ -34,6 +58,13 @@ def train(
     device: str = typer.Option(
         None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) (default: GPU 0 if any, else cpu)."
     ),
+    devices: int = typer.Option(
+        None,
+        "--devices",
+        min=1,
+        help="maskrcnn: GPUs per node for Lightning's DDP (default: those --device names, else 1).",
+    ),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="maskrcnn: machines taking part in Lightning's DDP."),
     project: Path = typer.Option(Path("runs/train"), "--project", help="Folder that holds the run folders."),
     name: str = typer.Option(
         None,
@@ -70,21 +101,58 @@ def train(
         help="Where the best weights and their .json sidecar are copied (default: $ANIMESEG_WEIGHTS, else the "
         "checkout's weights/, else ./weights: where `animeseg predict` looks first).",
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ultralytics' own log and per-batch progress."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Ultralytics' (or Lightning's) own log and per-batch progress."
+    ),
     build_workers: int = typer.Option(
         1, "--build-workers", min=1, help="Worker processes when a datasets.yaml has to be built first."
     ),
 ) -> None:
-    """Train a YOLOv8-seg model on an animeseg dataset (offline; the study's defaults; resumable)."""
+    """Train a YOLOv8-seg (default) or Mask R-CNN model on an animeseg dataset (offline; resumable)."""
     from animeseg.cli.console import console, summary_table
     from animeseg.cli.render import ProgressBars
     from animeseg.train import parse_extra
     from animeseg.train import train as run_train
 
+    if arch == Arch.maskrcnn:
+        yolo_only = {"--optimizer": optimizer, "--dropout": dropout, "--arg": arg or None}
+        given = [k for k, v in yolo_only.items() if v is not None]
+        if given:
+            raise AnimesegError(f"{', '.join(given)}: YOLO training options; --arch maskrcnn does not take them")
+        from animeseg.maskrcnn.train import train_maskrcnn
+
+        with ProgressBars() as bars:
+            result = train_maskrcnn(
+                data,
+                backbone=backbone,
+                model=model,
+                epochs=epochs,
+                imgsz=imgsz,
+                batch=None if batch is None else int(batch),
+                device=device,
+                devices=devices,
+                num_nodes=num_nodes,
+                project=project,
+                name=name,
+                resume=resume,
+                from_scratch=from_scratch,
+                lr0=lr0,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                weights_dir=weights_dir,
+                verbose=verbose,
+                workers=build_workers,
+                on_progress=bars,
+            )
+        if result is not None:  # None on DDP ranks other than 0
+            _summary(console, summary_table, result)
+        return
+    if devices is not None or num_nodes != 1:
+        raise AnimesegError("--devices/--num-nodes are for --arch maskrcnn; YOLO takes several GPUs as --device 0,1")
     with ProgressBars() as bars:
         result = run_train(
             data,
-            model,
+            model or "yolov8m-seg.pt",
             epochs=epochs,
             imgsz=imgsz,
             batch=batch,
@@ -104,8 +172,13 @@ def train(
             workers=build_workers,
             on_progress=bars,
         )
+    _summary(console, summary_table, result)
+
+
+def _summary(console: Any, summary_table: Any, result: Any) -> None:
     m = result.sidecar["metrics"]
     rows = [
+        ("architecture", result.sidecar.get("architecture", "yolo")),
         ("weights", str(result.weights)),
         ("sidecar", str(result.weights.with_suffix(".json"))),
         ("run folder", str(result.run)),

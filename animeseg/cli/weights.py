@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l): list them, download "
+    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l, torchvision's COCO "
+    "Mask R-CNN / MobileNetV3 starting points): list them, download "
     "them into weights/ (the only command that uses the network) and verify their SHA-256.",
     no_args_is_help=True,
 )
@@ -53,7 +54,8 @@ def list_(
     # sha256sum's own format, so `sha256sum -c` can check a folder fetched by hand
     console.print("SHA-256 (where each digest comes from below):")
     for w in W.OFFICIAL.values():
-        console.print(f"{w.sha256 or 'not published':64}  {w.filename}", soft_wrap=True, highlight=False)
+        digest = w.sha256 if w.sha256 is None or len(w.sha256) == 64 else f"{w.sha256} (published prefix)"
+        console.print(f"{digest or 'not published':64}  {w.filename}", soft_wrap=True, highlight=False)
     for src in sorted({w.digest_source for w in W.OFFICIAL.values()}):
         names = ", ".join(w.name for w in W.OFFICIAL.values() if w.digest_source == src)
         console.print(f"{names}: {src}", soft_wrap=True)
@@ -78,7 +80,7 @@ def download(
     names: list[str] = typer.Argument(
         None,
         help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
-        "sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l.",
+        "sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l, maskrcnn_resnet50_fpn_v2, fasterrcnn_mobilenet_v3_large_fpn.",
     ),
     all_: bool = typer.Option(False, "--all", help="Fetch every official file."),
     directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
@@ -110,7 +112,12 @@ def download(
                 on_bytes=lambda n, task=task, bar=bar: bar.advance(task, n),
                 timeout=timeout,
             )
-        check = "sha256 verified" if entry.sha256 else f"no published digest, unverified: sha256 {W.sha256_file(path)}"
+        if entry.sha256 and len(entry.sha256) < 64:
+            check = f"sha256 prefix {entry.sha256} verified"
+        elif entry.sha256:
+            check = "sha256 verified"
+        else:
+            check = f"no published digest, unverified: sha256 {W.sha256_file(path)}"
         console.print(f"{entry.name}: {path} ({check})", soft_wrap=True)
 
 

@@ -20,6 +20,11 @@ THRESHOLDS: dict[tuple[str, str], dict[str, tuple[str, float]]] = {
     ("detector", "int8"): {"mask IoU (mean)": (">=", 0.80), "score diff (max)": ("<=", 0.1)},
     ("sam", "fp32"): {"mask IoU (min)": (">=", 0.99), "decoder logit diff (max)": ("<=", 1e-3)},
     ("sam", "int8"): {"mask IoU (mean)": (">=", 0.90)},
+    ("maskrcnn", "fp32"): {
+        "mask IoU (min)": (">=", 0.99),
+        "score diff (max)": ("<=", 1e-3),
+        "unmatched detections": ("<=", 0),
+    },
 }
 
 
@@ -27,7 +32,7 @@ THRESHOLDS: dict[tuple[str, str], dict[str, tuple[str, float]]] = {
 class Parity:
     """Result of one parity check: measured metrics and the limits they are held to."""
 
-    model: str  # "detector" or "sam"
+    model: str  # "detector" (YOLO), "maskrcnn" or "sam"
     precision: str  # "fp32", "fp16" or "int8"
     path: Path
     metrics: dict[str, float] = field(default_factory=dict)
