@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 INSTALL_HINT = 'Ray is not installed: pip install "animeseg[ray]"'
 MAX_RESTARTS = 4  # per actor: a worker killed (preempted node, out of memory) comes back this many times
+#: inputs queued per actor
+IN_FLIGHT = 2
 MAX_TASK_RETRIES = 2  # per input: one that kills its worker every time is reported as failed after this
 
 
@@ -136,7 +138,10 @@ class RayEngine:
                 max_task_retries=MAX_TASK_RETRIES,
             )(_Worker)
             shared = ray.put(work)
-            pool = ActorPool([actor.remote(shared) for _ in range(min(workers, max(1, len(items))))])
+            actors = [actor.remote(shared) for _ in range(min(workers, max(1, len(items))))]
+            # two inputs in flight per actor: the next one is queued in the actor while the driver takes the last
+            # result, so the actor never waits for a round trip (Ray runs an actor's tasks one at a time, in order)
+            pool = ActorPool(actors * IN_FLIGHT)
             for item in items:
                 pool.submit(lambda a, v: a.run.remote(v), item)
             for item in items:
