@@ -23,6 +23,22 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RENPY = SHARED / "data" / "renpy-sprites"
 SHARED_ONNX = SHARED / "weights" / "yolov8n-seg-coco-int8.onnx"
 
+#: A datasets.yaml over a small mix of the demo's composites (`animeseg data demo`); `.format(count=N)`.
+MINI_DATASETS = """\
+out: built
+seed: 0
+val_fraction: 0.25
+classes: [character]
+imgsz: 128
+sources:
+  - name: composites
+    type: composite
+    foregrounds: anime-segmentation/fg
+    backgrounds: anime-segmentation/bg
+    count: {count}
+    per_image: [1, 2]
+"""
+
 _ATTEMPTS: list[str] = []
 
 

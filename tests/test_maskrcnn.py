@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import MINI_DATASETS, run_cli
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
@@ -22,25 +22,12 @@ from animeseg.errors import AnimesegError, InputError, MissingWeightsError
 
 pl = pytest.importorskip("lightning.pytorch", reason="Mask R-CNN training needs the maskrcnn extra (lightning)")
 
+
 from animeseg.maskrcnn import model as M  # noqa: E402
 from animeseg.maskrcnn.train import epochs_done, load_start, train_maskrcnn  # noqa: E402
 
 runner = CliRunner()
 
-MINI = """\
-out: built
-seed: 0
-val_fraction: 0.25
-classes: [character]
-imgsz: 128
-sources:
-  - name: composites
-    type: composite
-    foregrounds: anime-segmentation/fg
-    backgrounds: anime-segmentation/bg
-    count: 8
-    per_image: [1, 2]
-"""
 #: A tiny Mask R-CNN: MobileNetV3 at a quarter of its width, few proposals; trains in seconds on a CPU.
 TINY = {
     "width_mult": 0.25,
@@ -60,7 +47,7 @@ def dataset(tmp_path_factory) -> Path:
     """A built dataset's data.yaml: 6 train and 2 val composites at 128 px, with annotations/*.json."""
     root = tmp_path_factory.mktemp("mrcnn-data")
     write_demo(root / "src")
-    (root / "src" / "mini.yaml").write_text(MINI)
+    (root / "src" / "mini.yaml").write_text(MINI_DATASETS.format(count=8))
     return Path(build_dataset(root / "src" / "mini.yaml")["out"]) / "data.yaml"
 
 

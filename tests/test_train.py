@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import MINI_DATASETS as MINI
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
@@ -20,23 +21,6 @@ from animeseg.errors import AnimesegError, MissingWeightsError
 from animeseg.weights import sha256_file
 
 runner = CliRunner()
-
-
-MINI = """\
-# a small mix of the demo's composites, for tests
-out: built
-seed: 0
-val_fraction: 0.25
-classes: [character]
-imgsz: 128
-sources:
-  - name: composites
-    type: composite
-    foregrounds: anime-segmentation/fg
-    backgrounds: anime-segmentation/bg
-    count: {count}
-    per_image: [1, 2]
-"""
 
 
 @pytest.fixture
