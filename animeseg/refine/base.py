@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,3 +56,27 @@ def torch_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class SamCalls:
+    """What every PyTorch SAM refiner keeps: boxes per decoder call by device, and counts of encoder and decoder
+    calls (tests and benches read them). A subclass sets ``self.model`` (with an ``image_encoder``), then calls
+    :meth:`_count_calls`."""
+
+    model: Any
+
+    def _count_calls(self, chunk: int | None) -> None:
+        """``chunk``: most boxes per decoder call; None: 4 on a CPU, 64 on a GPU."""
+        if chunk is None:
+            chunk = 4 if self.device.type == "cpu" else 64
+        self.chunk = max(1, int(chunk))
+        self.encoder_calls = 0
+        self.decoder_calls = 0
+        self.model.image_encoder.register_forward_pre_hook(self._count_encoder)
+
+    def _count_encoder(self, module: Any, args: Any) -> None:
+        self.encoder_calls += 1
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from animeseg.refine.base import Candidates, torch_threads
+from animeseg.refine.base import Candidates, SamCalls, torch_threads
 
 if TYPE_CHECKING:
     from animeseg.refine import RefineOptions
 
 
-class SamRefiner:
+class SamRefiner(SamCalls):
     """Box-prompted SAM candidates: K = 3 multimask outputs per box, scored by SAM's predicted IoU.
 
     Args:
@@ -73,20 +73,8 @@ class SamRefiner:
 
         self.model = sam_model.eval()
         self.predictor = SamPredictor(self.model)
-        if chunk is None:
-            chunk = 4 if self.device.type == "cpu" else 64
-        self.chunk = max(1, int(chunk))
         self.max_pixels = int(max_pixels)
-        self.encoder_calls = 0
-        self.decoder_calls = 0
-        self.model.image_encoder.register_forward_pre_hook(self._count_encoder)
-
-    def _count_encoder(self, module: Any, args: Any) -> None:
-        self.encoder_calls += 1
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
+        self._count_calls(chunk)
 
     def candidates(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None) -> Candidates:
         """Candidates for N boxes (N, 4) xyxy of an RGB (H, W, 3) uint8 image.

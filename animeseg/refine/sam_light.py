@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from animeseg._lazy import cv2
-from animeseg.refine.base import Candidates, torch_threads
+from animeseg.refine.base import Candidates, SamCalls, torch_threads
 
 #: ImageNet mean and standard deviation on the 0..255 scale (every SAM normalises with them).
 _MEAN = (123.675, 116.28, 103.53)
@@ -65,7 +65,7 @@ def paste_masks(logits: np.ndarray, out: np.ndarray, cells: tuple[float, float])
         out[k, y0:y1, x0:x1] = up > 0
 
 
-class LightSamRefiner:
+class LightSamRefiner(SamCalls):
     """Box-prompted MobileSAM / SAM 2 / SAM 2.1 candidates: K = 3 per box, scored by predicted IoU.
 
     Args:
@@ -83,21 +83,9 @@ class LightSamRefiner:
         self.sam2 = hasattr(model, "sam_mask_decoder")
         self.sam_type = getattr(model, "sam_type", "sam2" if self.sam2 else "mobile_sam")
         self.size = int(model.image_size if self.sam2 else model.image_encoder.img_size)
-        if chunk is None:
-            chunk = 4 if self.device.type == "cpu" else 64
-        self.chunk = max(1, int(chunk))
         self.mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
-        self.encoder_calls = 0
-        self.decoder_calls = 0
-        self.model.image_encoder.register_forward_pre_hook(self._count_encoder)
-
-    def _count_encoder(self, module: Any, args: Any) -> None:
-        self.encoder_calls += 1
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
+        self._count_calls(chunk)
 
     def _input(self, image: np.ndarray) -> tuple[Any, tuple[float, float]]:
         """The normalised (1, 3, S, S) model input and the (y, x) model pixels per image pixel."""
