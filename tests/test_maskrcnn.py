@@ -181,6 +181,33 @@ def test_export_onnx_matches_pytorch_and_predicts(trained, dataset, tmp_path):
     assert np.allclose(pt.scores[:5], ox.scores[:5], atol=1e-3)
 
 
+def test_images_without_characters_train_as_empty_targets(tmp_path):
+    """Hard negatives (``per_image: [0, 0]``, backgrounds with nobody on them) are empty targets, not a crash."""
+    from animeseg.maskrcnn.dataset import CocoMasks
+
+    write_demo(tmp_path / "src")
+    config = (
+        MINI_DATASETS.format(count=4)
+        + """  - name: empty
+    type: composite
+    foregrounds: anime-segmentation/fg
+    backgrounds: anime-segmentation/bg
+    count: 4
+    per_image: [0, 0]
+"""
+    )
+    (tmp_path / "src" / "mini.yaml").write_text(config)
+    data = Path(build_dataset(tmp_path / "src" / "mini.yaml")["out"]) / "data.yaml"
+    train = CocoMasks(data, "train", augment=True)
+    items = [train[i] for i in range(len(train))]
+    empty = [(x, t) for x, t in items if len(t["boxes"]) == 0]
+    assert empty and len(empty) < len(items)
+    x, t = empty[0]
+    assert t["boxes"].shape == (0, 4) and t["masks"].shape == (0, *x.shape[1:]) and len(t["labels"]) == 0
+    result = _train(tmp_path, data, epochs=1)
+    assert Path(result.weights).is_file()
+
+
 def test_bad_inputs_are_one_line(tmp_path, dataset, capsys):
     # a checkpoint of an architecture animeseg does not know
     bad = tmp_path / "detr.pt"

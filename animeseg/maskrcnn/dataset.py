@@ -69,9 +69,9 @@ class CocoMasks:
             masks[k] = self.gt.coco.annToMask(ann)
         boxes = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        keep = (
-            (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1) & (masks.reshape(len(anns), -1).any(1))
-        )
+        # an image without characters (a hard negative) keeps empty (0, 4) boxes and (0, H, W) masks
+        drawn = masks.reshape(len(anns), h * w).any(1)
+        keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1) & drawn
         labels = np.array([a["category_id"] for a in anns], np.int64)[keep]
         boxes, masks = boxes[keep], masks[keep]
         if self.augment:
