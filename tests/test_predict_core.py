@@ -257,6 +257,37 @@ def test_grabcut_candidates_improve_a_blocky_mask(size, max_side):
     assert out.refine[0]["refined"] and mask_iou(out.masks[0], truth) > max(0.9, before)
 
 
+def test_grabcut_initial_models_are_opencv_gmms_of_each_side():
+    """The sampled k-means start: OpenCV's (1, 65) layout, weights summing to 1, means on the side's colours,
+    positive-definite covariances; GrabCut accepts them and cuts the same as its own start on a clear image."""
+    import cv2
+
+    from animeseg.refine.grabcut import _initial_models
+
+    image, truth, yolo = _synthetic_character(240, 320)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    trimap = np.where(yolo, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    trimap[cv2.erode(yolo.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0] = cv2.GC_FGD
+    bgd, fgd = _initial_models(bgr, trimap)
+    for model, side in ((bgd, ~yolo), (fgd, yolo)):
+        assert model.shape == (1, 65) and model.dtype == np.float64
+        weights, means, covs = model[0, :5], model[0, 5:20].reshape(5, 3), model[0, 20:].reshape(5, 3, 3)
+        assert abs(weights.sum() - 1) < 1e-9
+        lo, hi = bgr[side].min(0), bgr[side].max(0)
+        assert ((means >= lo - 1e-6) & (means <= hi + 1e-6))[weights > 0].all()
+        assert all(np.linalg.eigvalsh(c).min() > 0 for c, wt in zip(covs, weights, strict=True) if wt > 0)
+    ours, theirs = trimap.copy(), trimap.copy()
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, ours, None, bgd, fgd, 2, cv2.GC_EVAL)
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, theirs, None, np.zeros((1, 65)), np.zeros((1, 65)), 2, cv2.GC_INIT_WITH_MASK)
+    fg = [(t == cv2.GC_FGD) | (t == cv2.GC_PR_FGD) for t in (ours, theirs)]
+    assert (fg[0] != fg[1]).mean() < 0.002
+    assert (fg[0] != truth).mean() < (yolo != truth).mean()
+    # a side with too few pixels to cluster: None, and GrabCut starts from its own k-means
+    assert _initial_models(bgr, np.full(trimap.shape, cv2.GC_PR_FGD, np.uint8)) is None
+
+
 def test_grabcut_degenerate_inputs():
     from animeseg.fusion import fuse
     from animeseg.refine.grabcut import GrabCutRefiner

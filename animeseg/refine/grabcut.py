@@ -171,15 +171,62 @@ class GrabCutRefiner:
 
     def _cut(self, bgr: np.ndarray, trimap: np.ndarray) -> bool:
         """Run GrabCut on ``trimap`` (h, w) uint8 in place; False when OpenCV refuses the input."""
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         # GrabCut's k-means draws from OpenCV's per-thread RNG: reseed it so a crop always gets the same cut,
         # whatever ran before in this thread (a server answers many requests on the same threads)
         cv2.setRNGSeed(0)
+        models = _initial_models(bgr, trimap)
         try:
-            cv2.grabCut(bgr, trimap, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+            if models is None:
+                bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+                cv2.grabCut(bgr, trimap, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+            else:
+                cv2.grabCut(bgr, trimap, None, *models, self.iterations, cv2.GC_EVAL)
         except cv2.error:
             return False
         return True
+
+
+#: Pixels per side (character, background) that GrabCut's first colour models are clustered from.
+INIT_SAMPLES = 4096
+_COMPONENTS = 5  # Gaussians per colour model, fixed in OpenCV's GrabCut
+
+
+def _initial_models(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """GrabCut's starting colour models, background and foreground, as OpenCV's (1, 65) float64 rows (5
+    weights, 5 BGR means, 5 3x3 covariances), from k-means on at most :data:`INIT_SAMPLES` evenly spaced pixels
+    of each side; None when a side has too few pixels (then OpenCV initialises them itself).
+
+    OpenCV clusters every pixel with 10 rounds of k-means++ before its first iteration, about a quarter of a
+    two-iteration cut's time; the first iteration re-learns the models from every pixel anyway, so a sample
+    gives the same cuts (mask AP within run-to-run noise on the tuning composites, docs/refinement.md).
+    """
+    flat = bgr.reshape(-1, 3)
+    labels = trimap.ravel()
+    fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    models = []
+    for side in (~fg, fg):
+        samples = flat[side]
+        if len(samples) < 4 * _COMPONENTS:
+            return None
+        samples = samples[:: max(1, len(samples) // INIT_SAMPLES)].astype(np.float32)
+        _, cluster, _ = cv2.kmeans(
+            samples, _COMPONENTS, None, (cv2.TERM_CRITERIA_MAX_ITER, 10, 0.0), 1, cv2.KMEANS_PP_CENTERS
+        )
+        cluster = cluster.ravel()
+        model = np.zeros((1, 13 * _COMPONENTS), np.float64)
+        for c in range(_COMPONENTS):
+            x = samples[cluster == c].astype(np.float64)
+            if len(x) == 0:
+                continue  # weight 0: OpenCV skips the component
+            mean = x.mean(0)
+            cov = x.T @ x / len(x) - np.outer(mean, mean)
+            if np.linalg.det(cov) <= np.finfo(np.float64).eps:
+                cov += 0.01 * np.eye(3)  # as OpenCV does for a singular component (a flat colour)
+            model[0, c] = len(x) / len(samples)
+            model[0, _COMPONENTS + 3 * c : _COMPONENTS + 3 * c + 3] = mean
+            model[0, 4 * _COMPONENTS + 9 * c : 4 * _COMPONENTS + 9 * c + 9] = cov.ravel()
+        models.append(model)
+    return models[0], models[1]
 
 
 def _trimap(
