@@ -3,6 +3,7 @@
     PYTHONPATH=. python bench/refine.py --sections accuracy    # GrabCut before/after: mask AP, time
     PYTHONPATH=. python bench/refine.py --sections cost        # whole `animeseg predict` runs, ratios
     PYTHONPATH=. python bench/refine.py --sections boxes       # per refiner, 1 / 5 / 20 boxes at 1280x720
+    PYTHONPATH=. python bench/refine.py --sections steady      # per image once started: detector vs + GrabCut
 
 Sections:
 
@@ -14,7 +15,10 @@ Sections:
    and with ``--refine grabcut``; and on one 1280x720 image holding 20 characters, raw and with ``--refine sam``
    for random MobileSAM and SAM 2.1 tiny checkpoints (speed does not depend on the weights' values). Runs are
    interleaved (raw, refined, raw, ...) and the median of the per-pair ratios is reported: the machine is shared.
-3. **boxes**: in one process, per refiner, the time to refine 1, 5 and 20 of that image's detections, against
+3. **steady**: in one process, per image once the model is loaded, on the same 20 held-out composites as
+   **cost**: the detector alone against the detector plus GrabCut, for the packaged model at its own settings
+   and for the COCO int8 model at 320 (what a long folder costs, where start-up no longer counts).
+4. **boxes**: in one process, per refiner, the time to refine 1, 5 and 20 of that image's detections, against
    YOLO alone; the encoder pass apart; decoding alone in batches of 1, 4 and 20; Ultralytics' own SAM predictor
    on the same weights and boxes for comparison.
 
@@ -239,9 +243,7 @@ def interleaved(
 
 def bench_cost(tmp: Path, pairs: int, checkpoints: dict[str, Path]) -> list[str]:
     folder = tmp / "held_out"
-    comps = make_composites(OPEN, 10, seed=300, size=(1280, 720), folder=HELD_OUT[0])
-    comps += make_composites(OPEN, 10, seed=300, size=(1280, 720), folder=HELD_OUT[1])
-    for c in comps:
+    for c in held_out_folder_composites():
         write_image(folder / f"{c.name}.png", c.image)
     rows = [
         "| run | inputs | raw `predict`: wall / CPU (medians) | refined: wall / CPU (medians) "
@@ -274,6 +276,44 @@ def bench_cost(tmp: Path, pairs: int, checkpoints: dict[str, Path]) -> list[str]
             label = "`--refine grabcut`" if name == "grabcut" else f"`--refine sam`, {name} (random weights)"
             rows.append(row(label, f"1 image 1280x720, {boxes} boxes", times, name))
             print(rows[-1], flush=True)
+    return rows
+
+
+def held_out_folder_composites() -> list[Composite]:
+    """The 20 held-out composites of the **cost** section: 10 per held-out artist, 1280x720."""
+    comps = make_composites(OPEN, 10, seed=300, size=(1280, 720), folder=HELD_OUT[0])
+    return comps + make_composites(OPEN, 10, seed=300, size=(1280, 720), folder=HELD_OUT[1])
+
+
+def bench_steady(rounds: int = 3) -> list[str]:
+    from animeseg.refine.grabcut import GrabCutRefiner
+    from animeseg.weights import model_settings, packaged_model
+
+    comps = held_out_folder_composites()
+    packaged = packaged_model()
+    settings = model_settings(packaged)
+    detectors = {
+        f"packaged model (imgsz {int(settings['imgsz'])}, conf {settings['conf']:g})": Segmenter(
+            packaged, imgsz=int(settings["imgsz"]), conf=settings["conf"], refiner=GrabCutRefiner()
+        ),
+        "COCO int8 ONNX (imgsz 320, people)": Segmenter(ONNX, refiner=GrabCutRefiner(), **YOLO_ARGS),
+    }
+    rows = [
+        "| detector | instances | detect (s / image) | GrabCut (s / image) | detect + GrabCut vs detect |",
+        "|---|---|---|---|---|",
+    ]
+    for label, seg in detectors.items():
+        seg.detect(comps[0].image)  # warm-up
+        times = []
+        for _ in range(rounds):
+            detected, t_detect = timed(lambda seg=seg: [seg.detect(c.image) for c in comps])
+            pairs = list(zip(comps, detected, strict=True))
+            _, t_refine = timed(lambda seg=seg, pairs=pairs: [seg.refine(c.image, x) for c, x in pairs])
+            times.append((t_detect / len(comps), t_refine / len(comps)))
+        det, ref = (statistics.median(t[i] for t in times) for i in (0, 1))
+        n = sum(len(x) for x in detected)
+        rows.append(f"| {label} | {n} in {len(comps)} images | {det:.3f} | {ref:.3f} | {(det + ref) / det:.2f}x |")
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -407,7 +447,8 @@ def ultralytics_predictor(checkpoints: dict[str, Path], image: np.ndarray, det: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", nargs="+", default=["accuracy", "cost", "boxes"], help="what to run (default all)")
+    sections = ["accuracy", "cost", "steady", "boxes"]
+    ap.add_argument("--sections", nargs="+", default=sections, help="what to run (default all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104], help="held-out seeds")
     ap.add_argument("--count", type=int, default=8, help="composites per set")
     ap.add_argument("--pairs", type=int, default=3, help="interleaved rounds of whole-process runs")
@@ -432,6 +473,9 @@ def main() -> None:
         checkpoints = random_checkpoints(tmp) if {"cost", "boxes"} & set(args.sections) else {}
         if "cost" in args.sections:
             print("\n".join(["### Whole runs", "", *bench_cost(tmp, args.pairs, checkpoints), ""]), flush=True)
+        if "steady" in args.sections:
+            rows = bench_steady(args.pairs)
+            print("\n".join(["### Per image once started", "", *rows, ""]), flush=True)
         if "boxes" in args.sections:
             rows = bench_boxes(tmp, args.repeats, checkpoints, args.vit_b)
             print("\n".join(["### Per refiner", "", *rows, ""]), flush=True)

@@ -18,7 +18,8 @@ are cut in parallel threads (OpenCV releases the GIL).
 Cost, measured (``bench/refine.py``, ``docs/benchmarks.md``): one band pair on a 400 px crop gives the mask AP of
 three band pairs (the earlier default) at about a third of the time. With three candidates per
 instance, fusion picked the first band pair's in most cases, and when all pairs share the first pair's colour
-models, in every case: the extra candidates cost twice the time for no AP. K = ``len(bands)`` candidates.
+models, in every case: the extra candidates cost twice the time for no AP. K = ``len(bands)`` candidates. GrabCut
+starts from colour models clustered on a sample of each side (:func:`_initial_models`), not on every pixel.
 
 Candidate score: how well the candidate's outline sits on image edges — the mean colour-gradient magnitude along
 its boundary relative to the strongest gradients in the crop (0..1). YOLO's blurry outline scores low; a cut along
