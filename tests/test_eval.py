@@ -213,6 +213,19 @@ def test_eval_real_art_matches_pycocotools(tmp_path, renpy, shared_onnx, network
     # the COCO person model does find these characters: a real signal, not an empty run
     assert metrics["results"]["raw"]["mask"]["AP50"] > 0.5
     assert metrics["results"]["raw"]["foreground"]["IoU"] > 0.3
+    # no --threshold: the model's default --conf in predict (0.25 here, 0.5 for the packaged model)
+    assert metrics["settings"]["threshold"] == 0.25
+    from animeseg.weights import DEFAULT_SETTINGS, packaged_model
+
+    out2 = tmp_path / "eval-packaged"
+    res = runner.invoke(
+        app,
+        ["eval", "--model", str(packaged_model()), "--data", str(gt), "--images", str(tmp_path / "images"),
+         "--device", "cpu", "--out", str(out2)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    packaged = json.loads((out2 / "metrics.json").read_text())
+    assert packaged["settings"]["threshold"] == DEFAULT_SETTINGS["conf"] == 0.5
     assert "| metric | raw | refined |" in (out / "metrics.md").read_text()
     assert network_attempts() == []
 

@@ -26,11 +26,14 @@ def evaluate(
     imgsz: options.Imgsz = 640,
     conf: options.Conf = 0.001,
     threshold: float = typer.Option(
-        0.25,
+        None,
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Score from which a detection counts as found, for foreground IoU/F/MAE and missed/spurious counts.",
+        help="Score from which a detection counts as found (and, with --refine, is refined), for foreground "
+        "IoU/F/MAE and missed/spurious counts (default: the model's default --conf in predict: 0.5 for the "
+        "packaged model, else 0.25).",
+        show_default=False,
     ),
     iou: options.Iou = 0.7,
     max_det: options.MaxDet = 100,
@@ -56,6 +59,10 @@ def evaluate(
 
     method = options.refine_method(refine, refine_sam)
     model_file = options.model_file(model)
+    if threshold is None:  # score what `animeseg predict` with this model outputs by default
+        from animeseg.weights import model_settings
+
+        threshold = model_settings(model_file)["conf"]
     torch_device = resolve_device(device)
     refiner = build_refiner(method, options=options.refine_options(method, sam_checkpoint, sam_type, torch_device))
     with ProgressBars() as bars:
