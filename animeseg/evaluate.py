@@ -102,7 +102,7 @@ def evaluate(
     conf: float = 0.001,
     iou: float = 0.7,
     max_det: int = 100,
-    threshold: float = 0.25,
+    threshold: float | None = None,
     device: str | None = None,
     refiner: Any = None,
     out: str | Path | None = None,
@@ -121,13 +121,19 @@ def evaluate(
         classes: ``MODEL=GT`` class mapping (see :func:`animeseg.ground_truth.class_map`); default: equal names.
         imgsz, iou, max_det, device: detection settings.
         conf: lowest score kept; AP needs the low-confidence detections too (COCOeval reads the top 100).
-        threshold: score from which a detection counts as found, for foreground metrics and instance counts.
+        threshold: score from which a detection counts as found, for foreground metrics and instance counts, and
+            from which it is refined; None: the model's default ``conf`` in predict
+            (:func:`animeseg.weights.model_settings`: 0.5 for the packaged model, else 0.25).
         refiner: a Refiner (``animeseg.refine.build_refiner``): the refined masks are scored too, same detections.
         out: output folder (default ``runs/eval/<model stem>-<split>``).
         segmenter: an already built ``Segmenter`` to use instead of building one from the settings above.
         on_progress: receives a :class:`~animeseg.progress.Step` per image (task ``evaluate``).
         engine: runs each image (default: :class:`~animeseg.engine.LocalEngine`).
     """
+    if threshold is None:  # score what `animeseg predict` with this model outputs by default
+        from animeseg.weights import model_settings
+
+        threshold = model_settings(model)["conf"]
     gt = load_ground_truth(data, split, images)
     categories = gt.categories
     seg = segmenter

@@ -59,10 +59,6 @@ def evaluate(
 
     method = options.refine_method(refine, refine_sam)
     model_file = options.model_file(model)
-    if threshold is None:  # score what `animeseg predict` with this model outputs by default
-        from animeseg.weights import model_settings
-
-        threshold = model_settings(model_file)["conf"]
     torch_device = resolve_device(device)
     refiner = build_refiner(method, options=options.refine_options(method, sam_checkpoint, sam_type, torch_device))
     with ProgressBars() as bars:
