@@ -204,11 +204,12 @@ def _initial_models(bgr: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np
     flat = bgr.reshape(-1, 3)
     labels = trimap.ravel()
     fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    n_fg = int(fg.sum())
+    if min(n_fg, len(labels) - n_fg) < 4 * _COMPONENTS:
+        return None  # decided before any k-means, so OpenCV's own start draws from the freshly seeded RNG
     models = []
     for side in (~fg, fg):
         samples = flat[side]
-        if len(samples) < 4 * _COMPONENTS:
-            return None
         samples = samples[:: max(1, len(samples) // INIT_SAMPLES)].astype(np.float32)
         _, cluster, _ = cv2.kmeans(
             samples, _COMPONENTS, None, (cv2.TERM_CRITERIA_MAX_ITER, 10, 0.0), 1, cv2.KMEANS_PP_CENTERS
