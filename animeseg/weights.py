@@ -160,13 +160,6 @@ MASKRCNN_PRETRAINED = {
 PACKAGED_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_NAME = "anime-yolov8n-seg"
 
-#: Settings chosen for the packaged model by measurement on held-out art (docs/model.md): at conf 0.5 it predicts
-#: 1.07x the true instances there (0.25: 1.27x, partial and duplicate detections); its ONNX input is 640.
-DEFAULT_SETTINGS = {"imgsz": 640, "conf": 0.5}
-#: What ``predict`` keeps for any other model: Ultralytics' own default.
-OTHER_SETTINGS = {"imgsz": 640, "conf": 0.25}
-
-
 def _default_weights_dir() -> Path:
     """``weights/`` of the source checkout animeseg runs from, else ``./weights``."""
     repo = Path(__file__).resolve().parents[1]
@@ -249,11 +242,12 @@ def packaged_model(form: str = "onnx") -> Path:
 
 
 def model_settings(model: str | Path) -> dict[str, float]:
-    """Default ``imgsz`` and ``conf`` for ``model``: :data:`DEFAULT_SETTINGS` for the packaged model (either
-    form), else :data:`OTHER_SETTINGS`."""
-    path = Path(model).expanduser().resolve()
-    packaged = {packaged_model(f).resolve() for f in ("onnx", "pt")}
-    return dict(DEFAULT_SETTINGS if path in packaged else OTHER_SETTINGS)
+    """Default ``imgsz`` and ``conf`` for ``model``, from its sidecar (:func:`animeseg.settings.model_defaults`):
+    the packaged model's were chosen by measurement on held-out art (docs/model.md); others keep Ultralytics'."""
+    from animeseg.settings import model_defaults
+
+    detect = model_defaults(model).detect
+    return {"imgsz": detect.imgsz, "conf": detect.conf}
 
 
 def example_image() -> Path:

@@ -29,7 +29,7 @@ def test_packaged_files_are_small_and_load():
 
     export = read_export(onnx_file)
     assert export.task == "segment" and export.names == {0: "character"}
-    assert export.imgsz == W.DEFAULT_SETTINGS["imgsz"]
+    assert export.imgsz == W.model_settings(onnx_file)["imgsz"]
 
 
 def test_default_model_is_the_packaged_one_without_trained_weights(no_trained):
@@ -40,7 +40,7 @@ def test_default_model_is_the_packaged_one_without_trained_weights(no_trained):
 def test_packaged_model_finds_the_example_characters(form):
     from animeseg.predict import Segmenter
 
-    seg = Segmenter(W.packaged_model(form), **W.DEFAULT_SETTINGS, device="cpu")
+    seg = Segmenter(W.packaged_model(form), **W.model_settings(W.packaged_model(form)), device="cpu")
     found = seg(read_image(EXAMPLE))
     assert len(found) >= 2, found.scores
     # one instance per character: no box sits inside another (the three stand side by side)

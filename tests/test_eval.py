@@ -215,7 +215,8 @@ def test_eval_real_art_matches_pycocotools(tmp_path, renpy, shared_onnx, network
     assert metrics["results"]["raw"]["foreground"]["IoU"] > 0.3
     # no --threshold: the model's default --conf in predict (0.25 here, 0.5 for the packaged model)
     assert metrics["settings"]["threshold"] == 0.25
-    from animeseg.weights import DEFAULT_SETTINGS, packaged_model
+    from animeseg.settings import model_defaults
+    from animeseg.weights import packaged_model
 
     out2 = tmp_path / "eval-packaged"
     res = runner.invoke(
@@ -225,7 +226,7 @@ def test_eval_real_art_matches_pycocotools(tmp_path, renpy, shared_onnx, network
     )  # fmt: skip
     assert res.exit_code == 0, res.output + repr(res.exception)
     packaged = json.loads((out2 / "metrics.json").read_text())
-    assert packaged["settings"]["threshold"] == DEFAULT_SETTINGS["conf"] == 0.5
+    assert packaged["settings"]["threshold"] == model_defaults(packaged_model()).detect.conf == 0.5
     assert "| metric | raw | refined |" in (out / "metrics.md").read_text()
     assert network_attempts() == []
 

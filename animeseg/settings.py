@@ -1,0 +1,97 @@
+"""Detection settings and each model's defaults: the one home of ``imgsz``, ``conf``, ``iou``, ``max_det``,
+``classes``, ``device`` and the default refiner.
+
+Every entry point (``predict``, ``eval``, ``serve`` and its page, :class:`~animeseg.predict.Segmenter`,
+tracking, the Ray engine) starts from :func:`model_defaults` and lays the user's explicit choices over it with
+:meth:`DetectSettings.override`, so one model gives the same instances whichever way it is called.
+
+A model's own defaults come from its sidecar (``NAME.json`` beside ``NAME.onnx``/``NAME.pt``, key ``defaults``):
+the packaged model's were chosen by measurement on held-out art (docs/model.md). Any other model starts from
+:data:`GENERIC`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GENERIC", "DetectSettings", "ModelDefaults", "model_defaults"]
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """What a detector needs to turn an image into instances.
+
+    Attributes:
+        imgsz: square letterbox side the detector sees, in pixels.
+        conf: lowest detection score kept, in [0, 1].
+        iou: IoU above which non-maximum suppression merges boxes.
+        max_det: most instances kept per image.
+        classes: class ids kept (None: all).
+        device: ``cpu``, ``0``, ``cuda:0``...; None lets the detector choose.
+    """
+
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+
+    def override(self, **explicit: Any) -> DetectSettings:
+        """These settings with every explicit (not None) value laid over them; unknown names raise TypeError."""
+        unknown = set(explicit) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown detection setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **{k: v for k, v in explicit.items() if v is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (``classes`` as a list), for JSON records and resume signatures."""
+        out = dataclasses.asdict(self)
+        out["classes"] = list(self.classes) if self.classes is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """A model's defaults: its detection settings and the refiner ``predict`` uses without ``--refine``."""
+
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    refine: str = "none"
+
+
+#: Defaults of a model that records none (Ultralytics' own detection defaults, no refinement).
+GENERIC = ModelDefaults()
+
+
+def sidecar_path(model: str | Path) -> Path:
+    """Where ``model``'s sidecar lives: ``NAME.json`` beside the file (``model.json`` inside an exported folder)."""
+    path = Path(model).expanduser()
+    return path / "model.json" if path.is_dir() else path.with_suffix(".json")
+
+
+def model_defaults(model: str | Path | None) -> ModelDefaults:
+    """The defaults ``model`` records in its sidecar's ``defaults`` key, else :data:`GENERIC`.
+
+    The key holds detection settings and ``refine``: ``{"imgsz": 640, "conf": 0.5, "refine": "learned"}``.
+    Unknown keys are ignored (a newer sidecar on an older animeseg); a sidecar that is not JSON counts as none.
+    """
+    if model is None:
+        return GENERIC
+    path = sidecar_path(model)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("defaults") or {}
+    except (OSError, ValueError, AttributeError):
+        return GENERIC
+    if not isinstance(recorded, dict):
+        return GENERIC
+    names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device"}
+    detect = GENERIC.detect.override(**{k: v for k, v in recorded.items() if k in names})
+    return ModelDefaults(detect=detect, refine=str(recorded.get("refine", GENERIC.refine)))
