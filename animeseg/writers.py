@@ -144,20 +144,32 @@ def _crop_box(instances: Instances, i: int, visible: np.ndarray | None = None) -
     return x1, y1, x2, y2
 
 
-def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None, alpha: str = "binary") -> np.ndarray:
+def cutout(
+    image: np.ndarray,
+    mask: np.ndarray,
+    box: Sequence[int] | None = None,
+    alpha: str = "binary",
+    soft: np.ndarray | None = None,
+) -> np.ndarray:
     """RGBA (h, w, 4) uint8 cut-out of ``mask`` from the RGB ``image``, cropped to ``box`` (``x1, y1, x2, y2``
     integer pixels; the whole image when None).
 
-    ``alpha="binary"``: alpha 255 inside ``mask`` and 0 outside, the image's colours. ``alpha="matte"``: the soft
-    alpha of :func:`animeseg.matte.matte` (it may reach a few pixels beyond the mask) and its colours cleaned of
-    the old background (straight, not premultiplied, as PNG stores them).
+    ``alpha="binary"``: alpha 255 inside ``mask`` and 0 outside, the image's colours. ``alpha="matte"``: a soft
+    alpha (it may reach a few pixels beyond the mask) and colours cleaned of the old background (straight, not
+    premultiplied, as PNG stores them): the refiner's own alpha ``soft`` (H, W) uint8 when given
+    (:func:`animeseg.matte.from_alpha`), else image matting (:func:`animeseg.matte.matte`).
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
     if alpha == "matte":
-        soft = matte(image, mask)
-        a = np.clip(soft.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        rgba = np.dstack([soft.foreground, a])
+        if soft is not None:
+            from animeseg.matte import from_alpha
+
+            made = from_alpha(image, soft)
+        else:
+            made = matte(image, mask)
+        a = np.clip(made.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgba = np.dstack([made.foreground, a])
     else:
         rgba = np.dstack([image[..., :3], np.where(mask, 255, 0).astype(np.uint8)])
     if box is not None:
@@ -250,12 +262,14 @@ def write_image_outputs(
         put(semantic_path(key), np.where(semantic_mask(instances), 255, 0).astype(np.uint8))
     if "cutouts" in save:
         tracks = instances.track_ids if track_path is not None else None
+        soft = instances.alphas
         for i, m in enumerate(instances.masks):
-            full = cutout(image, m, alpha=alpha)
+            full = cutout(image, m, alpha=alpha, soft=None if soft is None else soft[i])
             x1, y1, x2, y2 = _crop_box(instances, i, full[..., 3] > 0)
             rel = cutout_path(key, i) if tracks is None else track_path(int(tracks[i]))
             put(rel, np.ascontiguousarray(full[y1:y2, x1:x2]))
-        put(cutout_path(key), cutout(image, semantic_mask(instances), alpha=alpha))
+        whole = None if soft is None or not len(instances) else soft.max(0)
+        put(cutout_path(key), cutout(image, semantic_mask(instances), alpha=alpha, soft=whole))
     if "overlays" in save:
         put(overlay_path(key), render_overlay(image, instances))
     if "txt" in save:
