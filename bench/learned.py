@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -135,6 +136,98 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> l
     return lines
 
 
+def bench_alpha(count: int, seed: int) -> list[str]:
+    """Edge-band alpha error of cut-outs on held-out composites: the refiner's alpha against PyMatting's."""
+    from animeseg.matte import from_alpha, matte
+    from bench.composites import make_composites
+    from bench.matte import edge_band, errors
+
+    comps = make_composites(OPEN, count, seed=seed, size=(1280, 720), folder="wanted-dragon")
+    model = packaged_model()
+    settings = model_settings(model)
+    seg = Segmenter(model, LearnedRefiner(), imgsz=settings["imgsz"], conf=settings["conf"], device="cpu")
+    rows: dict[str, list[dict[str, float]]] = {"learned": [], "pymatting": [], "binary": []}
+    times: dict[str, list[float]] = {"learned": [], "pymatting": [], "refine": []}
+    for c in comps:
+        raw = seg.detect(c.image)
+        t = time.perf_counter()
+        found = seg.refine(c.image, raw)
+        times["refine"].append((time.perf_counter() - t) / max(len(found), 1))
+        for truth_mask, truth_alpha in zip(c.truth.masks, c.alphas, strict=True):
+            ious = [_iou(truth_mask, m) for m in found.masks]
+            if not ious or max(ious) < 0.5:
+                continue
+            k = int(np.argmax(ious))
+            band = edge_band(truth_alpha, 3)
+            t = time.perf_counter()
+            learned = from_alpha(c.image, found.alphas[k]).alpha
+            times["learned"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            solved = matte(c.image, found.masks[k]).alpha
+            times["pymatting"].append(time.perf_counter() - t)
+            rows["learned"].append(errors(learned, truth_alpha, band))
+            rows["pymatting"].append(errors(solved, truth_alpha, band))
+            rows["binary"].append(errors(found.masks[k].astype(np.float32), truth_alpha, band))
+    n = len(rows["learned"])
+    lines = [
+        f"{count} held-out 1280x720 composites (wanted-dragon, seed {seed}), {n} cut-outs of characters found; "
+        f"packaged model + learned refiner at default settings; {platform.node()}, {time.strftime('%Y-%m-%d')}",
+        "",
+        "| alpha of the cut-out | edge-band SAD (x1000, mean) | edge-band MSE | time per cut-out (median) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("binary", "pymatting", "learned"):
+        sad = statistics.mean(r["sad"] for r in rows[name])
+        mse = statistics.mean(r["mse"] for r in rows[name])
+        tm = statistics.median(times[name]) * 1000 if name in times else 0.0
+        lines.append(f"| {name} | {sad:.3f} | {mse:.4f} | {tm:.1f} ms |")
+    lines.append("")
+    lines.append(
+        f"The learned alpha comes with refinement, which took {statistics.median(times['refine']) * 1000:.0f} "
+        "ms per instance (median per image); the time above is the colour clean-up of the cut-out alone."
+    )
+    return lines
+
+
+def cost_images(folder: Path, count: int) -> list[Path]:
+    """``count`` held-out 1280x720 composites as JPEG files in ``folder``."""
+    from animeseg.io import write_image
+    from bench.composites import make_composites
+
+    paths = []
+    for i, c in enumerate(make_composites(OPEN, count, seed=5, size=(1280, 720), folder="wanted-dragon")):
+        paths.append(folder / f"held_out_{i:03d}.jpg")
+        write_image(paths[-1], c.image, quality=92)
+    return paths
+
+
+def bench_cost(count: int, pairs: int) -> list[str]:
+    """Whole `animeseg predict` processes at default settings against ``--refine none``, interleaved."""
+    from bench.refine import interleaved
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        sources = [folder]
+        cost_images(folder, count)
+        import bench.refine as br
+
+        br.CLI_ARGS = ["--save", "json"]
+        times = interleaved({"none": ["--refine", "none"], "default": []}, sources, Path(tmp), pairs)
+    ratios = [d[0] / n[0] for d, n in zip(times["default"], times["none"], strict=True)]
+    walls = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    return [
+        f"`animeseg predict` on {count} held-out 1280x720 JPEGs, `--save json`, {pairs} interleaved rounds; "
+        f"{platform.node()}, {time.strftime('%Y-%m-%d')}",
+        "",
+        "| run | wall (median) | ratio to `--refine none` (median of rounds) |",
+        "|---|---:|---:|",
+        f"| `--refine none` | {walls['none']:.2f} s | 1.00 |",
+        f"| default (learned refiner) | {walls['default']:.2f} s | {statistics.median(ratios):.2f} "
+        f"({min(ratios):.2f}-{max(ratios):.2f}) |",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="section", required=True)
@@ -142,12 +235,22 @@ def main() -> None:
     a.add_argument("heldout", type=Path)
     a.add_argument("--refiner", type=Path, nargs="*", default=None)
     a.add_argument("--grabcut", action="store_true")
+    al = sub.add_parser("alpha")
+    al.add_argument("--count", type=int, default=20)
+    al.add_argument("--seed", type=int, default=3)
+    c = sub.add_parser("cost")
+    c.add_argument("--count", type=int, default=20)
+    c.add_argument("--pairs", type=int, default=3)
     args = ap.parse_args()
     if not OPEN.is_dir():
         raise SystemExit(f"needs ../shared (open-sprites): {OPEN} is missing")
     if args.section == "accuracy":
         files = args.refiner if args.refiner else [LearnedRefiner().path]
         print("\n".join(bench_accuracy(args.heldout, files, args.grabcut)))
+    elif args.section == "alpha":
+        print("\n".join(bench_alpha(args.count, args.seed)))
+    else:
+        print("\n".join(bench_cost(args.count, args.pairs)))
 
 
 if __name__ == "__main__":
