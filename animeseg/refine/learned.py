@@ -108,6 +108,13 @@ class LearnedRefiner:
         self.calls = 0
 
     @classmethod
+    def check(cls, options: Any) -> Any:
+        """The packaged network is there (a one-line error before any work otherwise)."""
+        if not PACKAGED.is_file():
+            raise AnimesegError(f"{PACKAGED}: the learned refiner's network is missing (a broken install?)")
+        return options
+
+    @classmethod
     def from_options(cls, options: Any) -> LearnedRefiner:
         return cls()
 
