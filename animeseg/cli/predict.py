@@ -111,7 +111,9 @@ def predict(
         "--save",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
-        "(annotated copy of each video; replaces per-frame overlays), or all.",
+        "(annotated copy of each video; replaces per-frame overlays), layers (a layered PSD per image: the image, "
+        "then one layer per character, occluders on top; with --alpha's cut-outs), frame-layers (the same PSD "
+        "for every video frame), or all.",
     ),
     refine: options.Refine = options.RefineMethod.none,
     refine_sam: options.RefineSam = False,
