@@ -115,7 +115,7 @@ class MaskStabilizer:
             tracks[track] = _TrackState(soft, x, y, out[i], self._frame, motion, score, cls)
 
         extra: list[tuple[int, np.ndarray, _TrackState]] = []
-        taken = claimed > 0
+        taken = out.any(axis=0) if n else np.zeros(gray.shape, bool)
         for track in sorted(set(self._tracks) - set(tracks)):
             state = self._recent(track)
             if state is None or state.carried >= self.carry:

@@ -1,9 +1,9 @@
 """Temporal stability of ``predict --track`` masks with and without ``--stabilize``, on clips of held-out sprites
 with true masks; prints Markdown for docs/benchmarks.md.
 
-    PYTHONPATH=. python bench/stabilize.py                      # the held-out clips, default settings
-    PYTHONPATH=. python bench/stabilize.py --cost               # + whole `animeseg predict clip.mp4 --track` runs
-    PYTHONPATH=. python bench/stabilize.py --tune               # the grid on the tuning clips (Ren'Py sprites)
+    PYTHONPATH=. python bench/stabilize.py                      # the held-out clips: off, each part, default
+    PYTHONPATH=. python bench/stabilize.py --cost crossing      # + whole `animeseg predict clip.mp4 --track` runs
+    PYTHONPATH=. python bench/stabilize.py --tune               # the same on the tuning clips (Ren'Py sprites)
 
 Clips (``bench/clips.py``, 640x360, 60 frames, written as MPEG-4 and read back, as ``predict`` reads them):
 ``walking`` (one character crossing the frame), ``crossing`` (two characters walking towards each other and
@@ -23,7 +23,6 @@ stabiliser's milliseconds per frame, and with ``--cost`` the whole command's sec
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
 import statistics
@@ -132,11 +131,9 @@ def stabilised(clip: Clip, plain: list, **settings) -> tuple[list, float]:
     stab = MaskStabilizer(**settings)
     out, seconds = [], 0.0
     for frame, inst in zip(clip.frames, plain, strict=True):
-        inst = copy.copy(inst)
         t = time.perf_counter()
-        inst.masks = stab.update(frame, inst)
+        out.append(stab.update(frame, inst))
         seconds += time.perf_counter() - t
-        out.append(inst)
     return out, seconds / len(plain) * 1000
 
 
@@ -150,8 +147,8 @@ def whole_run(path: Path, extra: list[str], out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--tune", action="store_true", help="the weight x band grid on the tuning clips")
-    ap.add_argument("--cost", action="store_true", help="also time whole `animeseg predict clip.mp4 --track` runs")
+    ap.add_argument("--tune", action="store_true", help="the tuning clips (Ren'Py sprites) instead of the held-out")
+    ap.add_argument("--cost", nargs="*", default=[], help="clips to time whole `predict clip.mp4 --track` runs on")
     args = ap.parse_args()
     if not (OPEN / "fg" / "wanted-dragon").is_dir():
         sys.exit(f"needs {OPEN}")
@@ -159,9 +156,9 @@ def main() -> None:
     model = packaged_model("onnx")
     seg = Segmenter(model, **model_settings(model), device="cpu")
     clips = TUNING if args.tune else HELD_OUT
-    grid = [{}]
-    if args.tune:
-        grid = [{"weight": w, "band": b} for w in (0.25, 0.35, 0.45) for b in (0.015, 0.03, 0.06, 1.0)]
+    # each part alone, then all of them (the default)
+    grid = [{"snap": None, "carry": 0}, {"weight": 1.0, "carry": 0}, {"snap": None}, {}]
+    parts = {0: "blend only", 1: "snap only", 2: "blend + carry", 3: "default (all)"}
     rows = [
         "| clip | characters | stabilise | settings | temporal error | vs off | mean IoU | ms / frame |",
         "|---|---:|---|---|---:|---:|---:|---:|",
@@ -179,14 +176,14 @@ def main() -> None:
             for settings in grid:
                 masks, ms = stabilised(clip, plain, **settings)
                 got = temporal_scores(clip.truth, masks)
-                label = ", ".join(f"{k} {v}" for k, v in settings.items()) or "default"
+                label = parts[grid.index(settings)]
                 rows.append(
                     f"| {name} | {chars} | on | {label} | {got['dtssd']:.3f} | {got['dtssd'] / base['dtssd']:.2f}x "
                     f"| {got['iou']:.3f} | {ms:.1f} |"
                 )
                 print(rows[-1], flush=True)
                 totals.setdefault(label, []).append((got["dtssd"], got["iou"]))
-            if args.cost:
+            if name in args.cost:
                 runs = {"off": [], "on": []}
                 for _ in range(3):
                     for mode, extra in (("off", ["--no-stabilize"]), ("on", [])):
