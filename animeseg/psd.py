@@ -1,7 +1,8 @@
 """Layered Photoshop files (PSD, version 1, 8-bit RGB): the one writer of the format in animeseg.
 
 Krita, GIMP, Photoshop, Clip Studio Paint and Photopea open these files. Written here with NumPy and the standard
-library only (no psd-tools, which pulls SciPy and scikit-image into the lean install). What is written:
+library only, so the core install needs nothing more; psd-tools (the ``dev`` extra) reads them back in the tests.
+What is written:
 
 * the file header (RGB, 8 bits per channel, 3 channels in the merged image);
 * one image resource, *version info* with ``hasRealMergedData`` set, so readers trust the merged image;
