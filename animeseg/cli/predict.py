@@ -33,6 +33,14 @@ Tracker = Annotated[
     str,
     typer.Option("--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."),
 ]
+Stabilize = Annotated[
+    bool,
+    typer.Option(
+        "--stabilize/--no-stabilize",
+        help="With --track: make each character's mask consistent with its previous frames (motion-compensated "
+        "blending along the track), so edges do not flicker; --no-stabilize keeps every frame's own masks.",
+    ),
+]
 Alpha = Annotated[
     str,
     typer.Option(
@@ -111,7 +119,9 @@ def predict(
         "--save",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
-        "(annotated copy of each video; replaces per-frame overlays), or all.",
+        "(annotated copy of each video; replaces per-frame overlays), layers (a layered PSD per image: the image, "
+        "then one layer per character, occluders on top; with --alpha's cut-outs), frame-layers (the same PSD "
+        "for every video frame), or all.",
     ),
     refine: options.Refine = options.RefineMethod.none,
     refine_sam: options.RefineSam = False,
@@ -126,6 +136,7 @@ def predict(
     gpus_per_worker: options.GpusPerWorker = 0.0,
     track: Track = False,
     tracker: Tracker = "bytetrack",
+    stabilize: Stabilize = True,
     alpha: Alpha = "binary",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
@@ -164,8 +175,11 @@ def predict(
         if not run_on.in_process:
             raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
         _check_frames(items, tracker)
-    elif tracker != "bytetrack":
-        warn("--tracker is only used with --track; ignored")
+    else:
+        if tracker != "bytetrack":
+            warn("--tracker is only used with --track; ignored")
+        if not stabilize:
+            warn("--no-stabilize is only used with --track; ignored")
     if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
@@ -178,7 +192,7 @@ def predict(
     if track:
         from animeseg.track import TrackingSegmenter
 
-        segmenter = TrackingSegmenter(segmenter, tracker)
+        segmenter = TrackingSegmenter(segmenter, tracker, stabilize=stabilize)
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
         "imgsz": imgsz,
@@ -192,6 +206,8 @@ def predict(
         "track": _tracker_stamp(tracker) if track else None,
         "alpha": alpha,
     }
+    if track:
+        signature["stabilize"] = stabilize  # only tracked runs have it: untracked records stay valid
 
     from animeseg.cli.render import ProgressBars, print_run_summary
     from animeseg.runner import run
