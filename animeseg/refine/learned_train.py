@@ -222,11 +222,13 @@ def fit(
     seed: int = 0,
     threads: int = 2,
     bf16: bool = True,
+    init: Path | None = None,
     log: Any = print,
 ) -> Path:
     """Train for ``steps`` batches (AdamW, cosine schedule); writes ``out/refiner.pt`` and ``out/refiner.json``.
 
-    Everything random is seeded, so the same samples, seed and thread count give the same network.
+    Everything random is seeded, so the same samples, seed and thread count give the same network. ``init``
+    continues from an earlier ``refiner.pt`` (a second stage, with its own schedule).
     """
     import torch
 
@@ -236,7 +238,10 @@ def fit(
     data = [np.load(Path(s) / "samples.npy", mmap_mode="r") for s in samples]
     kinds = [np.load(Path(s) / "kinds.npy") for s in samples]
     index = [(d, i) for d, k in enumerate(kinds) for i in range(len(k))]
-    net = build_net().to(memory_format=torch.channels_last)
+    net = build_net()
+    if init is not None:
+        net.load_state_dict(torch.load(init, map_location="cpu")["state_dict"])
+    net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     start = time.monotonic()
     seen, running = 0, 0.0
@@ -319,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--steps", type=int, default=2000)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--lr", type=float, default=3e-3)
+    f.add_argument("--init", type=Path, default=None, help="continue from this refiner.pt")
     e = sub.add_parser("export", help="checkpoint -> ONNX")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("onnx", type=Path)
@@ -345,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                 steps=args.steps,
                 seed=args.seed,
                 threads=args.threads,
+                lr=args.lr,
+                init=args.init,
                 log=lambda m: print(m, flush=True),
             )
         )
