@@ -160,6 +160,7 @@ MASKRCNN_PRETRAINED = {
 PACKAGED_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_NAME = "anime-yolov8n-seg"
 
+
 def _default_weights_dir() -> Path:
     """``weights/`` of the source checkout animeseg runs from, else ``./weights``."""
     repo = Path(__file__).resolve().parents[1]

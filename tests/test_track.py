@@ -38,7 +38,7 @@ def _boxes(*xyxy: tuple[float, float, float, float], scores=None, size=(120, 200
 # ------------------------------------------------------------------------------------------------ tracker
 @pytest.mark.parametrize("name", ["bytetrack", "botsort"])
 def test_tracker_keeps_ids_through_a_crossing_and_a_missed_frame(name):
-    tracker = Tracker(name)
+    tracker = Tracker(name, conf=0.25)
     frame = np.zeros((120, 200, 3), np.uint8)
     ids = []
     for t in range(12):
@@ -180,7 +180,7 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
         assert np.array_equal(a.track_ids, b.track_ids) and np.array_equal(a.scores, b.scores)  # same detections
         tracks |= set(b.track_ids.tolist())
         changed += sum(r["refined"] for r in b.refine)
-        assert plain.conf == 0.25 and plain.segmenter.detector.args["conf"] == 0.25  # restored after each detection
+        assert plain.conf == 0.25 and plain.segmenter.settings.conf == 0.25  # a frame's lower conf is per call
     assert tracks == {1, 2}
     assert changed >= 2  # GrabCut really replaced masks, and they kept their tracks
 

@@ -88,19 +88,10 @@ def predict(
         show_default=False,
     ),
     model: options.Model = None,
-    imgsz: options.Imgsz = 640,
-    conf: Annotated[
-        float | None,
-        typer.Option(
-            "--conf",
-            min=0.0,
-            max=1.0,
-            help="Lowest detection score kept (default: 0.5 with the packaged model, measured in docs/model.md; "
-            "0.25 otherwise).",
-        ),
-    ] = None,
-    iou: options.Iou = 0.7,
-    max_det: options.MaxDet = 300,
+    imgsz: options.Imgsz = None,
+    conf: options.Conf = None,
+    iou: options.Iou = None,
+    max_det: options.MaxDet = None,
     device: options.Device = None,
     classes: options.Classes = None,
     out: Path = typer.Option(
@@ -113,7 +104,7 @@ def predict(
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
         "(annotated copy of each video; replaces per-frame overlays), or all.",
     ),
-    refine: options.Refine = options.RefineMethod.none,
+    refine: options.Refine = None,
     refine_sam: options.RefineSam = False,
     sam_checkpoint: options.SamCheckpoint = None,
     sam_type: options.SamType = "auto",
@@ -135,6 +126,7 @@ def predict(
     from animeseg.cli.console import error, warn
     from animeseg.device import resolve_device
     from animeseg.media import expand_sources
+    from animeseg.settings import model_defaults
     from animeseg.writers import parse_save
 
     try:
@@ -144,15 +136,14 @@ def predict(
     if not kinds:
         raise typer.BadParameter("name at least one output", param_hint="--save")
     class_ids = options.parse_class_ids(classes)
-    method = options.refine_method(refine, refine_sam)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
     run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
     model_file = options.model_file(model)
-    if conf is None:
-        from animeseg.weights import model_settings
-
-        conf = model_settings(model_file)["conf"]
+    method = options.refine_method(refine, refine_sam, model_defaults(model_file).refine)
+    settings = options.detect_settings(
+        model_file, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
+    )
     torch_device = resolve_device(device)
     refine_with = options.refine_options(method, sam_checkpoint, sam_type, torch_device)
 
@@ -169,11 +160,16 @@ def predict(
     if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
-    from animeseg.predict import LazySegmenter, SegmenterSpec
+    from animeseg.predict import LazySegmenter, SegmenterSpec, check_classes
 
-    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids)
-    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
-    segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
+    spec = SegmenterSpec(model_file, method, refine_with, settings)
+    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker (its
+    # classes checked here, on the names the runner reads anyway)
+    if run_on.in_process:
+        segmenter = spec.build()
+    else:
+        segmenter = LazySegmenter(spec)
+        check_classes(settings.classes, segmenter.names, model_file)
     sam_path = refine_with.sam_checkpoint
     if track:
         from animeseg.track import TrackingSegmenter
@@ -181,11 +177,7 @@ def predict(
         segmenter = TrackingSegmenter(segmenter, tracker)
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
-        "imgsz": imgsz,
-        "conf": conf,
-        "iou": iou,
-        "max_det": max_det,
-        "classes": class_ids,
+        **{k: v for k, v in settings.as_dict().items() if k != "device"},
         "refine": method,
         "sam": _file_stamp(sam_path) if sam_path is not None else None,
         "sam_type": refine_with.sam_type if sam_path is not None else None,

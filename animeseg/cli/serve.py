@@ -27,8 +27,9 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 lets other computers on your network in."
     ),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
-    imgsz: options.Imgsz = 640,
-    conf: options.Conf = 0.25,
+    imgsz: options.Imgsz = None,
+    conf: options.Conf = None,
+    refine: options.Refine = None,
     sam_checkpoint: options.SamCheckpoint = None,
     sam_type: options.SamType = "auto",
     device: options.Device = None,
@@ -47,7 +48,7 @@ def serve(
     from animeseg.cli.console import console, warn
     from animeseg.device import resolve_device
     from animeseg.errors import AnimesegError
-    from animeseg.refine import RefineOptions
+    from animeseg.refine import RefineOptions, check_refiner
     from animeseg.web import page_env
     from animeseg.weights import default_sam
 
@@ -62,11 +63,14 @@ def serve(
     model_file = options.model_file(model)
     torch_device = resolve_device(device)
     # SAM is offered on the page when there is a checkpoint (given, or an official one in weights/)
-    if sam_checkpoint is not None or default_sam() is not None:
+    if sam_checkpoint is not None or default_sam() is not None or refine == "sam":
         refine_with = options.refine_options("sam", sam_checkpoint, sam_type, torch_device)
     else:
         refine_with = RefineOptions(device=torch_device)
+    if refine not in (None, "none"):  # the page's starting refinement must be one it offers
+        check_refiner(refine, refine_with)
     sam_path = refine_with.sam_checkpoint
+    settings = options.detect_settings(model_file, imgsz=imgsz, conf=conf)
 
     workspace = Path(tempfile.mkdtemp(prefix="animeseg-serve-"))
     # SIGTERM (a service manager, a test) must clean up like Ctrl+C does
@@ -77,11 +81,13 @@ def serve(
         from animeseg.web.page import build_page, launch
 
         with console.status(escape(f"loading {model_file.name}")):
-            engine = Engine(model_file, refine=refine_with, device=torch_device)
-            engine.warm_up(imgsz)
+            engine = Engine(
+                model_file, refine=refine_with, device=torch_device, settings=settings, refine_default=refine
+            )
+            engine.warm_up()
         jobs = workspace / "jobs"
         jobs.mkdir()
-        page = build_page(engine, jobs, imgsz=imgsz, conf=conf)
+        page = build_page(engine, jobs)
         try:
             url = launch(page, host=host, port=port, allowed=[jobs])
         except OSError:  # Gradio's own message names its environment variables, not our options

@@ -38,6 +38,7 @@ def list_(
     from animeseg import weights as W
     from animeseg.cli.console import console, summary_table
     from animeseg.errors import MissingWeightsError
+    from animeseg.settings import describe_defaults, model_defaults
 
     rows = []
     for w in W.OFFICIAL.values():
@@ -70,7 +71,9 @@ def list_(
     if packaged:
         console.print(summary_table("Packaged anime model (docs/model.md)", ["name", "file", "size"], packaged))
     try:
-        console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
+        default = W.default_model(directory)
+        console.print(f"default model for predict: {default}", soft_wrap=True)
+        console.print(f"its defaults: {describe_defaults(model_defaults(default))}", soft_wrap=True, markup=False)
     except MissingWeightsError as e:
         console.print(f"default model for predict: none ({e})", soft_wrap=True)
 

@@ -2,7 +2,8 @@
 
 torchvision resizes the image itself (long side to ``imgsz``) and pastes each mask back at the image's own size,
 so masks are never letterbox-sized. ``conf``, ``iou`` and ``max_det`` set the ROI heads' score threshold, NMS
-threshold and detections per image; ``classes`` keeps only those class ids.
+threshold and detections per image; ``classes`` keeps only those class ids. Settings come as a
+:class:`~animeseg.settings.DetectSettings`, the detector's own or a call's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from animeseg.detector import check_image, unrefined_record
 from animeseg.instances import Instances
+from animeseg.settings import DetectSettings, model_defaults
 
 
 def configure(model: Any, imgsz: int, conf: float, iou: float, max_det: int) -> Any:
@@ -32,7 +34,7 @@ def to_instances(
     scores: np.ndarray,
     masks: np.ndarray,
     names: dict[int, str],
-    classes: list[int] | None,
+    classes: tuple[int, ...] | list[int] | None,
 ) -> Instances:
     """``Instances`` from Mask R-CNN outputs: labels (N,) with 0 = background, masks (N, 1, H, W) probabilities.
 
@@ -60,41 +62,35 @@ class MaskRCNNDetector:
 
     Args:
         model: the checkpoint (its architecture and classes are read from it).
-        imgsz: long side the image is resized to inside the model.
-        conf, iou, max_det, classes: as for every detector (see the module doc).
-        device: a torch device (``cpu``, ``cuda:0``); None: the first GPU if any, else the CPU.
+        settings: what :meth:`detect` uses by default (None: the model's own); ``imgsz`` is the long side the
+            image is resized to inside the model; ``device`` a torch device (``cpu``, ``cuda:0``), None: the
+            first GPU if any, else the CPU.
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        imgsz: int = 640,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        max_det: int = 300,
-        device: str | None = None,
-        classes: list[int] | None = None,
-    ) -> None:
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
         import torch
 
         from animeseg.maskrcnn.model import load_checkpoint
 
         net, self.config = load_checkpoint(model)
+        self.settings = settings if settings is not None else model_defaults(model).detect
+        device = self.settings.device
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = net.to(self.device).eval()
-        # applied at each call, so a shallow copy with other args shares the loaded model (as `serve` does)
-        self.args: dict[str, Any] = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det}
         self.names: dict[int, str] = dict(self.config.names)
-        self.classes = list(classes) if classes is not None else None
 
-    def detect(self, image: np.ndarray) -> Instances:
-        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
+        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score.
+
+        ``settings``: this call's (default :attr:`settings`; applied to the model at each call, so detectors
+        sharing it may differ).
+        """
         import torch
 
+        s = settings or self.settings
         image = check_image(image)
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device).float() / 255.0
-        configure(self.model, **self.args)
+        configure(self.model, s.imgsz, s.conf, s.iou, s.max_det)
         with torch.inference_mode():
             out = self.model([x])[0]
         return to_instances(
@@ -103,5 +99,5 @@ class MaskRCNNDetector:
             out["scores"].cpu().numpy(),
             out["masks"].cpu().numpy(),
             self.names,
-            self.classes,
+            s.classes,
         )

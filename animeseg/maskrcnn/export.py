@@ -23,6 +23,7 @@ from animeseg.export.parity import Parity, mask_ious, sample_image
 from animeseg.instances import Instances
 from animeseg.maskrcnn.detector import configure, to_instances
 from animeseg.maskrcnn.model import ARCH
+from animeseg.settings import DetectSettings, model_defaults
 
 OPSET = 17
 #: Settings traced into an export: every detection AP reads (COCO: 100 per image, scores down to 0.001).
@@ -103,35 +104,27 @@ def _run(session: Any, image: np.ndarray) -> tuple[np.ndarray, ...]:
 class MaskRCNNOnnxDetector:
     """A Mask R-CNN ONNX export on ONNX Runtime (CPU), as an animeseg detector.
 
-    ``conf`` and ``max_det`` are applied to the graph's output (it keeps scores down to its traced ``conf``);
-    ``imgsz`` and ``iou`` are fixed in the graph (its metadata says which), so other values are ignored.
+    ``conf``, ``max_det`` and ``classes`` of its settings are applied to the graph's output (it keeps scores down
+    to its traced ``conf``); ``imgsz`` and ``iou`` are fixed in the graph (its metadata says which), so other
+    values are ignored.
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        conf: float = 0.25,
-        max_det: int = 300,
-        classes: list[int] | None = None,
-        **_ignored: Any,
-    ) -> None:
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
         self.path = Path(model)
         self.session = _session(self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
-        self.args: dict[str, Any] = {"conf": float(conf), "max_det": int(max_det)}
-        self.classes = list(classes) if classes is not None else None
+        self.settings = settings if settings is not None else model_defaults(model).detect
         self.model = None
 
-    def detect(self, image: np.ndarray) -> Instances:
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
+        s = settings or self.settings
         image = check_image(image)
         boxes, labels, scores, masks = _run(self.session, image)
-        keep = scores >= float(self.args["conf"])
-        inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, self.classes)
-        max_det = int(self.args["max_det"])
-        return inst[:max_det] if len(inst) > max_det else inst
+        keep = scores >= float(s.conf)
+        inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, s.classes)
+        return inst[: s.max_det] if len(inst) > s.max_det else inst
 
 
 def check_maskrcnn(

@@ -65,9 +65,9 @@ def status_text(result: JobResult, settings: Settings) -> str:
     return "\n\n".join(lines) if lines else "Nothing to show."
 
 
-def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.25) -> gr.Blocks:
-    """The page; ``jobs`` is the folder each batch's outputs go to; ``imgsz`` and ``conf`` are the initial
-    settings shown."""
+def build_page(engine: Engine, jobs: Path) -> gr.Blocks:
+    """The page; ``jobs`` is the folder each batch's outputs go to. The settings first shown are the engine's
+    (the model's defaults with ``serve``'s options over them), so an untouched page segments as ``predict`` does."""
 
     def segment(
         files: list[str] | None,
@@ -105,6 +105,7 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
             download,
         )
 
+    start = engine.page_defaults()
     # delete_cache: Gradio's copies of uploads and results older than an hour go, checked every hour
     with gr.Blocks(title="animeseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(_INTRO)
@@ -115,16 +116,16 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
                 )
                 refine = gr.Radio(
                     engine.refine_methods,
-                    value="none",
+                    value=start.refine,
                     label="Refinement",
                     info="GrabCut needs no weights; SAM appears when the server has a checkpoint.",
                     elem_id="refine",
                 )
-                conf_in = gr.Slider(0.01, 1.0, value=conf, step=0.01, label="Confidence", elem_id="conf")
-                imgsz_in = gr.Slider(64, 1920, value=imgsz, step=32, label="Image size", elem_id="imgsz")
+                conf_in = gr.Slider(0.01, 1.0, value=start.conf, step=0.01, label="Confidence", elem_id="conf")
+                imgsz_in = gr.Slider(64, 1920, value=start.imgsz, step=32, label="Image size", elem_id="imgsz")
                 alpha_in = gr.Radio(
                     list(ALPHA_MODES),
-                    value="binary",
+                    value=start.alpha,
                     label="Cut-out edges",
                     info="matte: soft edges by image matting, colours cleaned of the old background (slower).",
                     elem_id="alpha",
