@@ -75,7 +75,8 @@ def _track_path(item: MediaItem, index: int | None = None) -> Callable[[int], st
 
 @dataclass
 class ItemResult:
-    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``."""
+    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``;
+    ``bad_input`` for an error of the input itself (not an image, truncated...), which a new run cannot mend."""
 
     name: str
     status: str
@@ -83,6 +84,7 @@ class ItemResult:
     images: int = 0
     instances: int = 0
     seconds: float = 0.0
+    bad_input: bool = False
 
 
 @dataclass
@@ -107,6 +109,11 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return self._count("error")
+
+    @property
+    def retryable(self) -> int:
+        """Failed inputs that were readable (an error while segmenting or writing): a new run may succeed."""
+        return sum(r.status == "error" and not r.bad_input for r in self.results)
 
     @property
     def images(self) -> int:
@@ -335,7 +342,7 @@ def run(
                 if not here:
                     _step_from_result(bar, outcome.item, result)
             else:
-                result, record = _failed(outcome.item, outcome.error or "failed", bar)
+                result, record = _failed(outcome.item, outcome.error or "failed", bar, outcome.bad_input)
             summary.results.append(result)
             records.append(record)
             if on_item is not None:
@@ -458,8 +465,8 @@ def _run_one(
     return ItemResult(item.name, "ok", None, len(entries), n_inst, seconds), record
 
 
-def _failed(item: MediaItem, message: str, bar: _Progress) -> tuple[ItemResult, None]:
+def _failed(item: MediaItem, message: str, bar: _Progress, bad_input: bool = False) -> tuple[ItemResult, None]:
     logger.error(f"{item.path}: {message}")
     if item.kind == "image":
         bar.step(0, 0.0, images=1, timed=False)
-    return ItemResult(item.name, "error", message), None
+    return ItemResult(item.name, "error", message, bad_input=bad_input), None

@@ -280,5 +280,5 @@ def test_options_that_would_change_nothing_say_so(tmp_path, capsys):
     frames.mkdir()
     Image.new("RGB", (32, 32)).save(frames / "0.png")
     code, err = cli(capsys, "predict", frames, "--model", model, "--tracker", "botsort", "--alpha", "matte")
-    assert code == 2 and "cannot load model" in err
+    assert code == 2 and "model.pt: not a PyTorch checkpoint" in err
     assert "--tracker is only used with --track" in err and "--alpha matte only changes cut-outs" in err

@@ -22,9 +22,22 @@ def evaluate(
     ),
     split: str = typer.Option("val", "--split", help="Split of a built dataset to evaluate on."),
     images: Path = typer.Option(
-        None, "--images", help="Folder the COCO file's image file_name entries are relative to (default: its folder)."
+        None,
+        "--images",
+        metavar="DIR",
+        help="Folder the COCO file's image file_name entries are relative to (default: its folder).",
     ),
-    classes: options.Classes = None,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--classes",
+            "-c",
+            metavar="MODEL=GT",
+            help="Which model class is which ground-truth category: MODEL=GT pairs, by name or id, comma-separated "
+            "or repeated. Default: classes with equal names.",
+            show_default=False,
+        ),
+    ] = None,
     imgsz: options.Imgsz = None,
     conf: Annotated[
         float | None,

@@ -34,7 +34,7 @@ def packaged_defaults() -> ModelDefaults:
     return model_defaults(packaged_model())
 
 
-def _default_note(key: str) -> str:
+def default_note(key: str) -> str:
     """Help text's end for a setting whose default is the model's own."""
     defaults = packaged_defaults()
     value = defaults.refine if key == "refine" else getattr(defaults.detect, key)
@@ -58,7 +58,7 @@ def _refine_option() -> Any:
             callback=_check_refine,
             help="Mask refinement: none, or a refiner (sam: Segment Anything prompted with the detector's boxes; "
             "grabcut needs no weights). Refined masks are kept only where they agree with the detector's."
-            + _default_note("refine"),
+            + default_note("refine"),
             show_default=False,
         ),
     ]
@@ -83,6 +83,7 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="PATH",
         help="YOLOv8-seg or animeseg Mask R-CNN weights (.pt or .onnx, or an exported folder; the architecture is "
         "read from the file). Default: the newest animeseg-trained weights in weights/, else the anime model "
         "packaged with animeseg.",
@@ -95,7 +96,7 @@ Imgsz = Annotated[
         "--imgsz",
         min=32,
         metavar="PIXELS",
-        help="Inference size in pixels (long side)." + _default_note("imgsz"),
+        help="Inference size in pixels (long side)." + default_note("imgsz"),
         show_default=False,
     ),
 ]
@@ -106,7 +107,7 @@ Conf = Annotated[
         min=0.0,
         max=1.0,
         metavar="SCORE",
-        help="Lowest detection score kept." + _default_note("conf"),
+        help="Lowest detection score kept." + default_note("conf"),
         show_default=False,
     ),
 ]
@@ -117,7 +118,7 @@ Iou = Annotated[
         min=0.0,
         max=1.0,
         metavar="IOU",
-        help="IoU threshold of non-maximum suppression." + _default_note("iou"),
+        help="IoU threshold of non-maximum suppression." + default_note("iou"),
         show_default=False,
     ),
 ]
@@ -127,7 +128,7 @@ MaxDet = Annotated[
         "--max-det",
         min=1,
         metavar="N",
-        help="Most instances kept per image." + _default_note("max_det"),
+        help="Most instances kept per image." + default_note("max_det"),
         show_default=False,
     ),
 ]
@@ -135,38 +136,58 @@ Device = Annotated[
     str | None,
     typer.Option(
         "--device",
+        metavar="DEVICE",
         help="cpu, 0, cuda:0, mps... for the detector and SAM alike. Default: the first GPU if there is one, "
         "else the CPU.",
         show_default=False,
     ),
 ]
 RefineSam = Annotated[bool, typer.Option("--refine-sam", help="Shorthand for --refine sam.", show_default=False)]
+_SAM_FILES = "SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or a SAM folder from `animeseg export onnx`"
 SamCheckpoint = Annotated[
     Path | None,
     typer.Option(
         "--sam-checkpoint",
-        help="SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or exported SAM ONNX folder, for --refine "
-        "sam. Default: an official SAM file in weights/.",
+        metavar="PATH",
+        help=f"{_SAM_FILES}, for --refine sam. Default: an official SAM file in weights/.",
         show_default=False,
     ),
 ]
-SamType = Annotated[
-    str,
+#: ``serve``'s: the page offers SAM when it has a checkpoint
+ServeSamCheckpoint = Annotated[
+    Path | None,
     typer.Option(
-        "--sam-type",
-        callback=_check_sam_type,
-        help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint. mobile_sam and "
-        "sam2*: the light family (CPU-friendly, on Ultralytics' models; not exported by export onnx).",
+        "--sam-checkpoint",
+        metavar="PATH",
+        help=f"{_SAM_FILES}: the page then offers SAM refinement. Default: an official SAM file in weights/, if any.",
+        show_default=False,
     ),
 ]
+
+
+def sam_type_option(note: str = "") -> object:
+    """``--sam-type``, with a command's own ``note`` at the end of its help."""
+    return Annotated[
+        str,
+        typer.Option(
+            "--sam-type",
+            metavar="TYPE",
+            callback=_check_sam_type,
+            help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint. mobile_sam and "
+            "sam2*: the light family (CPU-friendly, on Ultralytics' models)." + note,
+        ),
+    ]
+
+
+SamType = sam_type_option()
 Classes = Annotated[
     list[str] | None,
     typer.Option(
         "--classes",
         "-c",
-        help="Model classes, comma-separated or repeated (with COCO models 0 = person). predict: the class ids to "
-        "keep. eval: MODEL=GT pairs mapping a model class to a ground-truth category, by name or id (default: "
-        "equal names).",
+        metavar="IDS",
+        help="Class ids to keep, comma-separated or repeated (0,2 or -c 0 -c 2; with COCO models 0 = person). "
+        "An id the model does not have is an error. Default: every class.",
         show_default=False,
     ),
 ]
@@ -181,8 +202,9 @@ EngineOpt = Annotated[
     EngineName,
     typer.Option(
         "--engine",
+        metavar="[local|ray]",
         help="Where inputs run: local (this process) or ray (Ray actors, each loading the model once: this "
-        'machine\'s cores, or a cluster with --ray-address). Ray needs pip install "animeseg[ray]".',
+        'machine\'s cores, or a cluster with --ray-address). Ray needs pip install "animeseg\\[ray]".',
     ),
 ]
 RayAddress = Annotated[

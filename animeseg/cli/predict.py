@@ -31,12 +31,17 @@ Track = Annotated[
 ]
 Tracker = Annotated[
     str,
-    typer.Option("--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."),
+    typer.Option(
+        "--tracker",
+        metavar="[bytetrack|botsort|FILE.yaml]",
+        help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML in their format.",
+    ),
 ]
 Alpha = Annotated[
     str,
     typer.Option(
         "--alpha",
+        metavar="[binary|matte]",
         callback=_check_alpha,
         help="Alpha of the cut-outs: binary (the mask, 0 or 255) or matte (soft edges from image matting around "
         "the mask's edge, colours cleaned of the old background; about a second or more per character).",
@@ -83,6 +88,7 @@ def _tracker_stamp(tracker: str) -> dict | str:
 def predict(
     sources: list[str] = typer.Argument(
         ...,
+        metavar="SOURCE...",
         help="Image files, folders (searched recursively), globs (quote them: 'art/**/*.png') and videos "
         "(mp4, avi, mkv, webm, mov, animated GIF; every frame is segmented).",
         show_default=False,
@@ -95,11 +101,16 @@ def predict(
     device: options.Device = None,
     classes: options.Classes = None,
     out: Path = typer.Option(
-        Path("runs/predict"), "--out", "-o", help="Output folder; outputs mirror the inputs' relative paths."
+        Path("runs/predict"),
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Output folder; outputs mirror the inputs' relative paths.",
     ),
     save: str = typer.Option(
         DEFAULT_SAVE,
         "--save",
+        metavar="KINDS",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
         "(annotated copy of each video; replaces per-frame overlays), or all.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -27,15 +28,37 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 lets other computers on your network in."
     ),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
-    imgsz: options.Imgsz = None,
-    conf: options.Conf = None,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(
+            "--imgsz",
+            min=32,
+            metavar="PIXELS",
+            help="Image size the page starts with (each request may change it)." + options.default_note("imgsz"),
+            show_default=False,
+        ),
+    ] = None,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            "--conf",
+            min=0.0,
+            max=1.0,
+            metavar="SCORE",
+            help="Confidence the page starts with (each request may change it)." + options.default_note("conf"),
+            show_default=False,
+        ),
+    ] = None,
     refine: options.Refine = None,
-    sam_checkpoint: options.SamCheckpoint = None,
+    sam_checkpoint: options.ServeSamCheckpoint = None,
     sam_type: options.SamType = "auto",
     device: options.Device = None,
 ) -> None:
-    """Serve a local web page: drop images or a short video, see the overlay and every character cut out, and
-    download it all as one zip. Works with no network; uploads stay on this computer. Ctrl+C stops it."""
+    """Serve a local web page: drop images or a video, get every character cut out.
+
+    The page shows the overlay and every cut-out, and gives it all as one zip. Works with no network; uploads
+    stay on this computer. Ctrl+C stops it.
+    """
     import os
     import shutil
     import signal
