@@ -20,7 +20,7 @@ from animeseg._offline import ensure_offline
 from animeseg.instances import Instances
 
 __version__ = "0.1.0"
-__all__ = ["Instances", "__version__", "ensure_offline", "segment"]
+__all__ = ["Instances", "__version__", "cut", "ensure_offline", "segment"]
 
 
 def segment(image: np.ndarray | str | Path, model: str | Path | None = None, **options: Any) -> Instances:
@@ -34,6 +34,17 @@ def segment(image: np.ndarray | str | Path, model: str | Path | None = None, **o
     from animeseg.predict import segment as _segment
 
     return _segment(image, model, **options)
+
+
+def cut(image: np.ndarray | str | Path, model: str | Path | None = None, **options: Any) -> np.ndarray:
+    """The image with every character kept and the background transparent: RGBA (H, W, 4) uint8.
+
+    ``animeseg.segment(image, model, **options)`` then the union of its masks as alpha; ``alpha="matte"`` gives
+    soft edges (see :func:`animeseg.background.cut`).
+    """
+    from animeseg.background import cut as _cut
+
+    return _cut(image, model, **options)
 
 
 # A library stays silent unless its caller configures logging (the command line does); without this, logging's

@@ -106,6 +106,7 @@ COMMANDS = [
     ["data", "build"],
     ["data", "check"],
     ["data", "demo"],
+    ["cut"],
     [],
 ]
 

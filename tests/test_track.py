@@ -214,7 +214,8 @@ class _FakeTracking:
 
 def test_a_sequence_is_resumed_as_a_whole(tmp_path):
     from animeseg.media import expand_sources
-    from animeseg.runner import record_path, run
+    from animeseg.runner import run
+    from animeseg.runs import record_path
 
     src = tmp_path / "in"
     for folder, n in (("a", 3), ("b", 2)):
@@ -279,6 +280,7 @@ def test_options_that_would_change_nothing_say_so(tmp_path, capsys):
     frames = tmp_path / "frames"
     frames.mkdir()
     Image.new("RGB", (32, 32)).save(frames / "0.png")
-    code, err = cli(capsys, "predict", frames, "--model", model, "--tracker", "botsort", "--alpha", "matte")
+    args = ["--tracker", "botsort", "--alpha", "matte", "--save", "json,overlays"]
+    code, err = cli(capsys, "predict", frames, "--model", model, *args)
     assert code == 2 and "model.pt: not a PyTorch checkpoint" in err
     assert "--tracker is only used with --track" in err and "--alpha matte only changes cut-outs" in err

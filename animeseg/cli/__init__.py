@@ -16,7 +16,7 @@ except ImportError:  # older Typer runs on Click itself
     from click.exceptions import BadParameter, NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from animeseg import __version__
-from animeseg.cli import data, evaluate, export, predict, serve, train, weights
+from animeseg.cli import cut, data, evaluate, export, predict, serve, train, weights
 from animeseg.cli.console import error
 from animeseg.cli.help import tidy_help
 from animeseg.cli.render import setup_logging
@@ -56,6 +56,7 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
+app.command("cut")(cut.cut)
 app.add_typer(weights.app, name="weights")
 app.add_typer(export.app, name="export")
 app.command("serve")(serve.serve)

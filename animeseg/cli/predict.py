@@ -9,7 +9,7 @@ import typer
 
 from animeseg.cli import options
 
-DEFAULT_SAVE = "json,overlays,video"
+DEFAULT_SAVE = "json,overlays,cutouts,video"
 
 
 def _check_alpha(value: str) -> str:
@@ -100,12 +100,14 @@ def predict(
     max_det: options.MaxDet = None,
     device: options.Device = None,
     classes: options.Classes = None,
-    out: Path = typer.Option(
-        Path("runs/predict"),
+    out: Path | None = typer.Option(
+        None,
         "--out",
         "-o",
         metavar="DIR",
-        help="Output folder; outputs mirror the inputs' relative paths.",
+        help="Output folder; outputs mirror the inputs' relative paths. Default: runs/predict, or the next free "
+        "runs/predict2, 3... (with --resume: the latest). A folder that holds files needs --resume or --overwrite.",
+        show_default=False,
     ),
     save: str = typer.Option(
         DEFAULT_SAVE,
@@ -120,7 +122,12 @@ def predict(
     sam_checkpoint: options.SamCheckpoint = None,
     sam_type: options.SamType = "auto",
     resume: bool = typer.Option(
-        False, "--resume", help="Skip inputs whose outputs in --out are complete from an earlier run."
+        False, "--resume", help="Continue the run in --out: skip inputs whose outputs are complete from it."
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the earlier run in --out: its outputs and records are removed first (other files stay).",
     ),
     engine: options.EngineOpt = options.EngineName.local,
     ray_address: options.RayAddress = None,
@@ -137,6 +144,7 @@ def predict(
     from animeseg.cli.console import error, warn
     from animeseg.device import resolve_device
     from animeseg.media import expand_sources
+    from animeseg.runs import clear_run, output_folder
     from animeseg.settings import model_defaults
     from animeseg.writers import parse_save
 
@@ -149,6 +157,7 @@ def predict(
     class_ids = options.parse_class_ids(classes)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
+    out = output_folder(out, resume=resume, overwrite=overwrite)
     run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
     model_file = options.model_file(model)
     method = options.refine_method(refine, refine_sam, model_defaults(model_file).refine)
@@ -199,6 +208,8 @@ def predict(
     from animeseg.cli.render import ProgressBars, print_run_summary
     from animeseg.runner import run
 
+    if overwrite:
+        clear_run(out)
     with ProgressBars() as bars:
         summary = run(
             items,
