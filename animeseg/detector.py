@@ -18,20 +18,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from animeseg.instances import Instances
+from animeseg.instances import Instances, check_image, unrefined_record
 from animeseg.settings import DetectSettings, model_defaults
 
-
-def unrefined_record(reason: str = "no refiner") -> dict[str, Any]:
-    """The refinement record of an instance that kept the detector's mask without any refiner being asked."""
-    return {
-        "method": "none",
-        "refined": False,
-        "candidate": None,
-        "candidate_score": None,
-        "agreement": None,
-        "reason": reason,
-    }
+__all__ = ["Detector", "YoloDetector", "check_image", "load_detector", "unrefined_record"]
 
 
 @runtime_checkable
@@ -48,14 +38,6 @@ class Detector(Protocol):
     settings: DetectSettings
 
     def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances: ...
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """``image`` as an array, or a ValueError when it is not RGB (H, W, 3) uint8."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
-    return image
 
 
 class YoloDetector:
@@ -136,7 +118,7 @@ def load_detector(model: str | Path, settings: DetectSettings | None = None) -> 
         settings = model_defaults(model).detect
     if architecture(model) == "maskrcnn":
         if Path(model).suffix == ".onnx":
-            from animeseg.maskrcnn.export import MaskRCNNOnnxDetector
+            from animeseg.maskrcnn.detector import MaskRCNNOnnxDetector
 
             return MaskRCNNOnnxDetector(model, settings)
         from animeseg.maskrcnn.detector import MaskRCNNDetector

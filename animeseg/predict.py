@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from animeseg.detector import Detector, load_detector, unrefined_record
+from animeseg.detector import Detector, load_detector
 from animeseg.errors import AnimesegError
-from animeseg.instances import Instances
+from animeseg.instances import Instances, unrefined_record
 from animeseg.refine.base import Refiner
 from animeseg.settings import DetectSettings, model_defaults
 

@@ -1,4 +1,5 @@
-"""Mask R-CNN as an animeseg :class:`~animeseg.detector.Detector`: an image in, full-resolution ``Instances`` out.
+"""Mask R-CNN as an animeseg :class:`~animeseg.detector.Detector` (a checkpoint in PyTorch, or its ONNX export on
+ONNX Runtime): an image in, full-resolution ``Instances`` out.
 
 torchvision resizes the image itself (long side to ``imgsz``) and pastes each mask back at the image's own size,
 so masks are never letterbox-sized. ``conf``, ``iou`` and ``max_det`` set the ROI heads' score threshold, NMS
@@ -8,13 +9,13 @@ threshold and detections per image; ``classes`` keeps only those class ids. Sett
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from animeseg.detector import check_image, unrefined_record
-from animeseg.instances import Instances
+from animeseg.instances import Instances, check_image, unrefined_record
 from animeseg.settings import DetectSettings, model_defaults
 
 
@@ -101,3 +102,45 @@ class MaskRCNNDetector:
             self.names,
             s.classes,
         )
+
+
+def onnx_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session of a Mask R-CNN export."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # torchvision's graph makes ORT warn about unused initialisers
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(session: Any, image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The graph's ``boxes``, ``labels``, ``scores``, ``masks`` for an RGB (H, W, 3) uint8 image."""
+    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    boxes, labels, scores, masks = session.run(None, {session.get_inputs()[0].name: x})
+    return boxes, labels, scores, masks
+
+
+class MaskRCNNOnnxDetector:
+    """A Mask R-CNN ONNX export on ONNX Runtime (CPU), as an animeseg detector.
+
+    ``conf``, ``max_det`` and ``classes`` of its settings are applied to the graph's output (it keeps scores down
+    to its traced ``conf``); ``imgsz`` and ``iou`` are fixed in the graph (its metadata says which), so other
+    values are ignored.
+    """
+
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
+        self.path = Path(model)
+        self.session = onnx_session(self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
+        self.settings = settings if settings is not None else model_defaults(model).detect
+        self.model = None
+
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
+        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
+        s = settings or self.settings
+        image = check_image(image)
+        boxes, labels, scores, masks = onnx_outputs(self.session, image)
+        keep = scores >= float(s.conf)
+        inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, s.classes)
+        return inst[: s.max_det] if len(inst) > s.max_det else inst
