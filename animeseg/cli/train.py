@@ -126,7 +126,7 @@ def train(
         given = [k for k, v in yolo_only.items() if v is not None]
         if given:
             raise AnimesegError(f"{', '.join(given)}: YOLO training options; --arch maskrcnn does not take them")
-        from animeseg.maskrcnn.train import train_maskrcnn
+        from animeseg.train.maskrcnn import train_maskrcnn
 
         with ProgressBars() as bars:
             result = train_maskrcnn(
