@@ -67,9 +67,9 @@ def test_every_entry_point_gives_the_same_instances(no_trained, tmp_path, capsys
     _same(_from_instances(animeseg.segment(image)), predicted)
     _same(_from_instances(animeseg.segment(EXAMPLE)), predicted)
 
-    from animeseg.web.engine import Engine
+    from animeseg.web.holder import ModelHolder
 
-    holder = Engine(W.default_model())
+    holder = ModelHolder(W.default_model())
     page = holder.segmenter(holder.page_defaults())  # what an untouched page sends
     _same(_from_instances(page(image)), predicted)
 

@@ -100,17 +100,17 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         os.environ.update(page_env(workspace))
-        from animeseg.web.engine import Engine
+        from animeseg.web.holder import ModelHolder
         from animeseg.web.page import build_page, launch
 
         with console.status(escape(f"loading {model_file.name}")):
-            engine = Engine(
+            holder = ModelHolder(
                 model_file, refine=refine_with, device=torch_device, settings=settings, refine_default=refine
             )
-            engine.warm_up()
+            holder.warm_up()
         jobs = workspace / "jobs"
         jobs.mkdir()
-        page = build_page(engine, jobs)
+        page = build_page(holder, jobs)
         try:
             url = launch(page, host=host, port=port, allowed=[jobs])
         except OSError:  # Gradio's own message names its environment variables, not our options

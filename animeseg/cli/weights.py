@@ -154,7 +154,7 @@ def import_(
     from animeseg import weights as W
     from animeseg.cli.console import console, summary_table
     from animeseg.io import read_image
-    from animeseg.onnx_import import compare, import_onnx
+    from animeseg.onnx_to_checkpoint import compare, import_onnx
 
     dest = out or W.weights_dir(directory) / f"{onnx_model.stem}.pt"
     result = import_onnx(onnx_model, dest, classes=classes or None, rename=names or None)

@@ -1,10 +1,10 @@
 """The model behind the page: the detector is loaded once per server, refiners once each, on first use.
 
-The page lets each request choose refinement, confidence and image size; :meth:`Engine.segmenter` gives a
+The page lets each request choose refinement, confidence and image size; :meth:`ModelHolder.segmenter` gives a
 :class:`~animeseg.predict.Segmenter` with those settings that shares the one loaded model. Whatever a request
 leaves unset is the server's: the model's own defaults (:func:`animeseg.settings.model_defaults`) with
-``serve``'s explicit options over them, the same settings ``animeseg predict`` uses. (This engine holds a model;
-:class:`animeseg.engine.Engine` is where a batch's inputs run, and the page's batches use its default.)
+``serve``'s explicit options over them, the same settings ``animeseg predict`` uses. (Where a batch's inputs run
+is :mod:`animeseg.engine`'s business; the page's batches run in this process.)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from animeseg.settings import DetectSettings, model_defaults
 
 
 @dataclass(frozen=True)
-class Settings:
+class PageSettings:
     """What one request asks for: a refiner name (``none`` or a registered one), confidence, image size, and the
     cut-outs' alpha (``binary`` or ``matte``, see :func:`animeseg.writers.cutout`; applied by the batch). None:
     the server's (the model's defaults, or ``serve``'s options)."""
@@ -35,7 +35,7 @@ class Settings:
     alpha: str = "binary"
 
 
-class Engine:
+class ModelHolder:
     """One detector for the server's lifetime.
 
     Args:
@@ -80,18 +80,18 @@ class Engine:
         """The refiners this server can run: ``none`` and every registered refiner its settings allow."""
         return ["none", *self._options]
 
-    def page_defaults(self) -> Settings:
+    def page_defaults(self) -> PageSettings:
         """What the page shows before anyone touches it: the server's settings and default refinement, so an
         untouched page segments exactly as ``animeseg predict`` with the same options does."""
-        return Settings(refine=self.refine_default, conf=self.settings.conf, imgsz=self.settings.imgsz)
+        return PageSettings(refine=self.refine_default, conf=self.settings.conf, imgsz=self.settings.imgsz)
 
     def warm_up(self) -> None:
         """Run the detector once on a blank image, so a broken model fails at start and not on the first upload."""
         size = self.settings.imgsz
-        self.segmenter(Settings(refine="none")).detect(np.zeros((size, size, 3), np.uint8))
+        self.segmenter(PageSettings(refine="none")).detect(np.zeros((size, size, 3), np.uint8))
 
-    def segmenter(self, settings: Settings) -> Segmenter:
-        """A Segmenter with ``settings`` (over the server's) that shares this engine's loaded model (and
+    def segmenter(self, settings: PageSettings) -> Segmenter:
+        """A Segmenter with ``settings`` (over the server's) that shares this holder's loaded model (and
         Ultralytics' predictor).
 
         Not safe to call concurrently: the page runs one request at a time.
