@@ -125,3 +125,9 @@ def test_predicting_imports_no_training_or_export_code():
 def test_the_cycle_finder_finds_circles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]
+
+
+def test_no_module_is_over_450_lines():
+    """A module that long holds more than one idea: split it (as train/maskrcnn_runs.py was split off)."""
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}, long
