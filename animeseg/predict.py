@@ -138,10 +138,13 @@ class Segmenter:
     def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Raw detector instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.
 
-        ``settings``: this call's (default :attr:`settings`). Instances come in descending score order. No
-        instance: ``Instances.empty``.
+        ``settings``: this call's (default :attr:`settings`). Instances come in descending score order; one whose
+        mask lies mostly inside a more confident one's is dropped (:func:`animeseg.suppress.suppress_contained`).
+        No instance: ``Instances.empty``.
         """
-        return self.detector.detect(image, settings or self.settings)
+        from animeseg.suppress import suppress_contained
+
+        return suppress_contained(self.detector.detect(image, settings or self.settings))
 
     def refine(self, image: np.ndarray, instances: Instances) -> Instances:
         """Fuse the refiner's candidate masks into ``instances`` (see :func:`animeseg.fusion.fuse`).

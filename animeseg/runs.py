@@ -59,10 +59,12 @@ def load_record(path: Path) -> dict[str, Any] | None:
 
 def kinds_for(item: MediaItem, save: Sequence[str]) -> list[str]:
     """The output kinds that apply to an input: ``json`` is run-level; ``video`` only for videos, whose
-    annotated copy replaces per-frame overlay images."""
+    annotated copy replaces per-frame overlay images; the layered file is ``layers`` for images and
+    ``frame-layers`` for video frames."""
     kinds = [k for k in save if k != "json"]
     if item.kind != "video":
-        return [k for k in kinds if k != "video"]
+        return [k for k in kinds if k not in ("video", "frame-layers")]
+    kinds = [k for k in kinds if k != "layers"]
     if "video" in kinds:
         kinds = [k for k in kinds if k != "overlays"]
     return kinds

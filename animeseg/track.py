@@ -11,6 +11,9 @@ refinement comes after it and keeps each detection's track, so a refined mask ne
     >>> for frame in frames:              # RGB (H, W, 3) uint8
     ...     instances = seg(frame)        # Instances with track_ids (N,)
 
+With ``stabilize`` (the default), each track's mask is then made consistent with its previous frames by
+:class:`animeseg.stabilize.MaskStabilizer` (motion-compensated blending), so cut-out videos do not shimmer.
+
 Only confirmed tracks are returned (as Ultralytics' ``track`` mode does): a character appearing after the first
 frame of a sequence is reported from its second consecutive detection on. ``--conf`` is what a detection needs to
 start a track; once a character is tracked, weaker detections (down to the tracker's ``track_low_thresh``) keep it
@@ -32,6 +35,7 @@ import numpy as np
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
 from animeseg.settings import DetectSettings
+from animeseg.stabilize import MaskStabilizer
 
 if TYPE_CHECKING:
     from animeseg.media import MediaItem
@@ -116,12 +120,14 @@ class TrackingSegmenter:
 
     Name the sequence with :meth:`start` before its first frame (a video, a folder of frames); then call it on
     the frames in order. Several sequences may be interleaved: each keeps its own tracks. Only tracked instances
-    are returned; the refiner, if any, runs on them after tracking.
+    are returned; the refiner, if any, runs on them after tracking, and ``stabilize`` smooths each track's mask
+    over time after that (:class:`~animeseg.stabilize.MaskStabilizer`).
     """
 
-    def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack") -> None:
+    def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack", stabilize: bool = True) -> None:
         self.segmenter = segmenter
         self.tracker_name = tracker
+        self.stabilize = bool(stabilize)
         # the segmenter's settings: lowered per frame so weak detections can extend tracks; a segmenter without
         # them is tracked on what it returns
         self.settings: DetectSettings | None = getattr(segmenter, "settings", None)
@@ -129,6 +135,7 @@ class TrackingSegmenter:
         tracker_config(tracker)  # a bad tracker fails here, before any frame is read
         self._trackers: dict[str, Tracker] = {}
         self._tracker: Tracker | None = None
+        self._stabilizers: dict[str, MaskStabilizer] = {}
         self.sequence: str | None = None
 
     @property
@@ -140,6 +147,7 @@ class TrackingSegmenter:
         ids from 1; a sequence seen before continues where it stopped."""
         if restart or sequence not in self._trackers:
             self._trackers[sequence] = Tracker(self.tracker_name, conf=self.conf)
+            self._stabilizers[sequence] = MaskStabilizer()
         self._tracker = self._trackers[sequence]
         self.sequence = sequence
 
@@ -157,6 +165,8 @@ class TrackingSegmenter:
         detected = detected[keep]
         refined = self.segmenter.refine(image, detected)
         refined.track_ids = ids[keep]  # refinement keeps N and order: the refined mask keeps its detection's track
+        if self.stabilize:
+            refined = self._stabilizers[self.sequence].update(image, refined)
         return refined
 
 

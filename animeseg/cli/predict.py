@@ -37,6 +37,14 @@ Tracker = Annotated[
         help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML in their format.",
     ),
 ]
+Stabilize = Annotated[
+    bool,
+    typer.Option(
+        "--stabilize/--no-stabilize",
+        help="With --track: make each character's mask consistent with its previous frames (motion-compensated "
+        "blending along the track), so edges do not flicker; --no-stabilize keeps every frame's own masks.",
+    ),
+]
 Alpha = Annotated[
     str,
     typer.Option(
@@ -115,7 +123,9 @@ def predict(
         metavar="KINDS",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
-        "(annotated copy of each video; replaces per-frame overlays), or all.",
+        "(annotated copy of each video; replaces per-frame overlays), layers (a layered PSD per image: the image, "
+        "then one layer per character, occluders on top; with --alpha's cut-outs), frame-layers (the same PSD "
+        "for every video frame), or all.",
     ),
     refine: options.Refine = None,
     refine_sam: options.RefineSam = False,
@@ -135,6 +145,7 @@ def predict(
     gpus_per_worker: options.GpusPerWorker = 0.0,
     track: Track = False,
     tracker: Tracker = "bytetrack",
+    stabilize: Stabilize = True,
     alpha: Alpha = "binary",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
@@ -175,8 +186,11 @@ def predict(
         if not run_on.in_process:
             raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
         _check_frames(items, tracker)
-    elif tracker != "bytetrack":
-        warn("--tracker is only used with --track; ignored")
+    else:
+        if tracker != "bytetrack":
+            warn("--tracker is only used with --track; ignored")
+        if not stabilize:
+            warn("--no-stabilize is only used with --track; ignored")
     if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
@@ -194,7 +208,7 @@ def predict(
     if track:
         from animeseg.track import TrackingSegmenter
 
-        segmenter = TrackingSegmenter(segmenter, tracker)
+        segmenter = TrackingSegmenter(segmenter, tracker, stabilize=stabilize)
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
         **{k: v for k, v in settings.as_dict().items() if k != "device"},
@@ -204,6 +218,8 @@ def predict(
         "track": _tracker_stamp(tracker) if track else None,
         "alpha": alpha,
     }
+    if track:
+        signature["stabilize"] = stabilize  # only tracked runs have it: untracked records stay valid
 
     from animeseg.cli.render import ProgressBars, print_run_summary
     from animeseg.runner import run
