@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ def test_every_entry_point_gives_the_same_instances(no_trained, tmp_path, capsys
 
     # and they are the packaged model's own settings, not generic ones (on this image conf 0.25 and 0.5 agree)
     assert page.settings == library.settings == model_defaults(W.packaged_model()).detect
-    assert len(Segmenter(conf=0.05)(image)) > len(predicted)  # the settings reach the detector
+    low = library.detector.detect(image, replace(library.settings, conf=0.05))
+    assert len(low) > len(predicted)  # a call's settings reach the detector
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray is not installed (pip install -e ".[ray]")')
