@@ -19,11 +19,13 @@ T = TypeVar("T")
 
 @dataclass
 class Outcome(Generic[T]):
-    """What the work on one item gave: ``value`` when it succeeded, else ``error`` (one line)."""
+    """What the work on one item gave: ``value`` when it succeeded, else ``error`` (one line); ``bad_input`` when
+    the item itself is unusable (an :class:`InputError`: running it again cannot help)."""
 
     item: T
     value: Any = None
     error: str | None = None
+    bad_input: bool = False
 
     @property
     def ok(self) -> bool:
@@ -63,6 +65,6 @@ class LocalEngine:
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:
-                yield Outcome(item, error=failure_message(e))
+                yield Outcome(item, error=failure_message(e), bad_input=isinstance(e, InputError))
                 continue
             yield Outcome(item, value)

@@ -101,3 +101,23 @@ class Instances:
     def class_names(self) -> list[str]:
         """Name of each instance's class (the id as text when unnamed)."""
         return [self.names.get(int(c), str(int(c))) for c in self.classes]
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as an array, or a ValueError when it is not RGB (H, W, 3) uint8."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+    return image
+
+
+def unrefined_record(reason: str = "no refiner") -> dict[str, Any]:
+    """The refinement record of an instance that kept the detector's mask without any refiner being asked."""
+    return {
+        "method": "none",
+        "refined": False,
+        "candidate": None,
+        "candidate_score": None,
+        "agreement": None,
+        "reason": reason,
+    }

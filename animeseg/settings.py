@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENERIC", "DetectSettings", "ModelDefaults", "model_defaults"]
+__all__ = ["AP_SETTINGS", "GENERIC", "DetectSettings", "ModelDefaults", "describe_defaults", "model_defaults"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,10 @@ class ModelDefaults:
     refine: str = "none"
 
 
+#: What evaluation (``animeseg eval``) lays over a model's settings: COCO AP reads each image's 100 best
+#: detections, with scores down to 0.001 (its precision-recall curve needs the low-score ones too).
+AP_SETTINGS: dict[str, Any] = {"conf": 0.001, "max_det": 100}
+
 #: Defaults of a model that records none (Ultralytics' own detection defaults, no refinement).
 GENERIC = ModelDefaults()
 
@@ -95,3 +99,10 @@ def model_defaults(model: str | Path | None) -> ModelDefaults:
     names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device"}
     detect = GENERIC.detect.override(**{k: v for k, v in recorded.items() if k in names})
     return ModelDefaults(detect=detect, refine=str(recorded.get("refine", GENERIC.refine)))
+
+
+def describe_defaults(defaults: ModelDefaults) -> str:
+    """One line for people: ``imgsz 640, conf 0.5, iou 0.7, max_det 300, refine none``."""
+    d = defaults.detect
+    classes = f", classes {','.join(map(str, d.classes))}" if d.classes is not None else ""
+    return f"imgsz {d.imgsz}, conf {d.conf:g}, iou {d.iou:g}, max_det {d.max_det}{classes}, refine {defaults.refine}"

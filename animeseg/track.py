@@ -6,7 +6,7 @@ refinement comes after it and keeps each detection's track, so a refined mask ne
 
     >>> from animeseg.predict import Segmenter
     >>> from animeseg.track import TrackingSegmenter
-    >>> seg = TrackingSegmenter(Segmenter("weights/best.pt"), tracker="bytetrack")
+    >>> seg = TrackingSegmenter(Segmenter(), tracker="bytetrack")
     >>> seg.start("clip")                 # a new sequence: tracks and ids start again at 1
     >>> for frame in frames:              # RGB (H, W, 3) uint8
     ...     instances = seg(frame)        # Instances with track_ids (N,)
@@ -25,6 +25,7 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ import numpy as np
 
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
+from animeseg.settings import DetectSettings
 from animeseg.stabilize import MaskStabilizer
 
 if TYPE_CHECKING:
@@ -78,7 +80,7 @@ class Tracker:
             ``new_track_thresh`` to it when they are lower).
     """
 
-    def __init__(self, tracker: str | Path = "bytetrack", conf: float = 0.25) -> None:
+    def __init__(self, tracker: str | Path, conf: float) -> None:
         cfg = tracker_config(tracker)
         for key in ("track_high_thresh", "new_track_thresh"):
             cfg[key] = max(float(cfg.get(key, 0.25)), float(conf))
@@ -126,10 +128,10 @@ class TrackingSegmenter:
         self.segmenter = segmenter
         self.tracker_name = tracker
         self.stabilize = bool(stabilize)
-        # the detector's settings (YoloDetector.args): lowered per frame so weak detections can extend tracks; a
-        # detector without them is tracked on what it returns
-        self._args: dict[str, Any] | None = getattr(getattr(segmenter, "detector", None), "args", None)
-        self.conf = float(self._args.get("conf", 0.25)) if self._args is not None else 0.25
+        # the segmenter's settings: lowered per frame so weak detections can extend tracks; a segmenter without
+        # them is tracked on what it returns
+        self.settings: DetectSettings | None = getattr(segmenter, "settings", None)
+        self.conf = float(self.settings.conf if self.settings is not None else DetectSettings().conf)
         tracker_config(tracker)  # a bad tracker fails here, before any frame is read
         self._trackers: dict[str, Tracker] = {}
         self._tracker: Tracker | None = None
@@ -153,15 +155,11 @@ class TrackingSegmenter:
         """The tracked instances of the next frame of the current sequence (RGB (H, W, 3) uint8)."""
         if self._tracker is None:
             raise RuntimeError("TrackingSegmenter: call start(sequence) before the first frame")
-        args = self._args
-        if args is None:
+        if self.settings is None:
             detected = self.segmenter.detect(image)
-        else:
-            args["conf"] = min(self.conf, self._tracker.low_thresh)  # weak detections may extend existing tracks
-            try:
-                detected = self.segmenter.detect(image)
-            finally:
-                args["conf"] = self.conf
+        else:  # weak detections may extend existing tracks
+            low = replace(self.settings, conf=min(self.conf, self._tracker.low_thresh))
+            detected = self.segmenter.detect(image, low)
         ids = self._tracker.update(detected, image)
         keep = ids >= 0
         detected = detected[keep]

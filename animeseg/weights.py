@@ -102,7 +102,7 @@ OFFICIAL: dict[str, OfficialWeights] = {
             "yolov8m-seg",
             "f9fc740ca0824e14b44681d491dc601efa664ec6ecea9a870acf876053826448",
             54_899_779,
-            "YOLOv8m-seg, COCO (default model)",
+            "YOLOv8m-seg, COCO (train's default starting point)",
         ),
         _sam(
             "sam_vit_b",

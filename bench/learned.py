@@ -96,7 +96,7 @@ def summary(ious: list[float], raw: list[float]) -> dict[str, float]:
 def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> list[str]:
     model = packaged_model()
     settings = model_settings(model)
-    seg = Segmenter(model, imgsz=settings["imgsz"], conf=settings["conf"], device="cpu")
+    seg = Segmenter(model, None, imgsz=settings["imgsz"], conf=settings["conf"], device="cpu")  # raw detections
     refiners: dict[str, object] = {f.stem: LearnedRefiner(f) for f in refiner_files}
     if grabcut:
         from animeseg.refine import build_refiner

@@ -154,7 +154,7 @@ def main() -> None:
         sys.exit(f"needs {OPEN}")
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {date.today()}")
     model = packaged_model("onnx")
-    seg = Segmenter(model, **model_settings(model), device="cpu")
+    seg = Segmenter(model, None, **model_settings(model), device="cpu")  # no refiner: the detector's own masks
     clips = TUNING if args.tune else HELD_OUT
     # each part alone, then all of them (the default)
     grid = [{"snap": None, "carry": 0}, {"weight": 1.0, "carry": 0}, {"snap": None}, {}]

@@ -143,6 +143,11 @@ def _torch_load(path: Path) -> Any:
 
     import torch
 
+    from animeseg.io import torch_file_problem
+
+    problem = torch_file_problem(path)
+    if problem is not None:  # a text file or an image renamed .pt: the unpickler would say `KeyError: 101`
+        raise AnimesegError(f"{path}: {problem}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError):
@@ -182,8 +187,9 @@ def onnx_architecture(path: Path) -> str:
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        return "yolo"  # let the YOLO loader give its own message
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise AnimesegError(f"{path}: not a readable ONNX model (empty, truncated or not ONNX: {first})") from None
     meta = {p.key: p.value for p in proto.metadata_props}
     arch = meta.get("animeseg_arch", "yolo")
     if arch not in KNOWN_ARCHITECTURES:

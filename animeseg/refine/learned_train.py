@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         from animeseg.refine.learned_data import build_samples
         from animeseg.weights import packaged_model
 
-        seg = Segmenter(args.model or packaged_model(), conf=args.conf, device="cpu")
+        seg = Segmenter(args.model or packaged_model(), None, conf=args.conf, device="cpu")  # detect() alone
         counts = build_samples(
             args.dataset,
             seg.detect,

@@ -23,7 +23,8 @@ from pathlib import Path
 from animeseg.io import IMAGE_EXTS, atomic_path
 from animeseg.media import MEDIA_EXTS, MOVIE_EXTS, MediaItem, expand_sources
 from animeseg.progress import ProgressCallback
-from animeseg.runner import RECORDS, SegmenterLike, run
+from animeseg.runner import SegmenterLike, run
+from animeseg.runs import RECORDS
 from animeseg.writers import PREDICTIONS, cutout_path, mask_path, overlay_path
 
 #: What the page writes for each input: what its zip holds (``layers``: a PSD per image, not per video frame).

@@ -27,7 +27,7 @@ import numpy as np
 
 from animeseg._lazy import cv2
 from animeseg.data.example import Example, SkipItem
-from animeseg.data.sources import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
+from animeseg.data.sources.base import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
 from animeseg.errors import ConfigError, InputError
 from animeseg.io import list_files, read_image, read_rgba
 
