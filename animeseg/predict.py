@@ -83,7 +83,8 @@ class Segmenter:
             or a refiner name (``grabcut``...); None or ``"none"`` keeps the detector's masks. Default: the
             refiner the model's defaults name.
         settings: detection settings to start from (default: the model's own, or a given detector's).
-        imgsz, conf, iou, max_det, device, classes: explicit settings, laid over ``settings``; ``classes`` keeps
+        imgsz, conf, iou, max_det, device, classes, contained: explicit settings (:class:`DetectSettings`), laid
+            over ``settings``; ``classes`` keeps
             only those class ids (ids the model does not have are an error). ``device`` (``cpu``, ``0``,
             ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`; None lets the detector
             choose (CPU for ONNX models).
@@ -103,6 +104,7 @@ class Segmenter:
         max_det: int | None = None,
         device: str | None = None,
         classes: list[int] | tuple[int, ...] | None = None,
+        contained: float | None = None,
         detector: Detector | None = None,
     ) -> None:
         from animeseg.device import resolve_device
@@ -114,7 +116,14 @@ class Segmenter:
         defaults = model_defaults(model)
         if settings is None:
             settings = detector.settings if detector is not None else defaults.detect
-        explicit = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
+        explicit = {
+            "imgsz": imgsz,
+            "conf": conf,
+            "iou": iou,
+            "max_det": max_det,
+            "classes": classes,
+            "contained": contained,
+        }
         settings = settings.override(**explicit, device=device)
         settings = replace(settings, device=resolve_device(settings.device))
         if detector is None:
@@ -144,7 +153,8 @@ class Segmenter:
         """
         from animeseg.suppress import suppress_contained
 
-        return suppress_contained(self.detector.detect(image, settings or self.settings))
+        settings = settings or self.settings
+        return suppress_contained(self.detector.detect(image, settings), settings.contained)
 
     def refine(self, image: np.ndarray, instances: Instances) -> Instances:
         """Fuse the refiner's candidate masks into ``instances`` (see :func:`animeseg.fusion.fuse`).

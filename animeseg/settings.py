@@ -32,6 +32,8 @@ class DetectSettings:
         max_det: most instances kept per image.
         classes: class ids kept (None: all).
         device: ``cpu``, ``0``, ``cuda:0``...; None lets the detector choose.
+        contained: an instance whose mask lies inside a more confident one's by more than this share of its own
+            area is dropped as a duplicate part (:func:`animeseg.suppress.suppress_contained`); 1 keeps all.
     """
 
     imgsz: int = 640
@@ -40,6 +42,7 @@ class DetectSettings:
     max_det: int = 300
     classes: tuple[int, ...] | None = None
     device: str | None = None
+    contained: float = 0.8
 
     def __post_init__(self) -> None:
         if self.classes is not None:

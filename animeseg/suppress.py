@@ -12,19 +12,16 @@ import numpy as np
 
 from animeseg.instances import Instances
 
-#: Share of an instance's mask inside a higher-scoring instance's mask from which it is dropped. On the team's
-#: held-out set (docs/refinement.md) every detection above 0.8 was a duplicate of a character found whole.
-CONTAINED = 0.8
 
+def suppress_contained(instances: Instances, contained: float) -> Instances:
+    """``instances`` without those whose mask lies inside a higher-scoring one's mask by more than ``contained``
+    of its own area (the default, :attr:`animeseg.settings.DetectSettings.contained`, was measured on held-out
+    art: docs/refinement.md).
 
-def suppress_contained(instances: Instances, contained: float | None = CONTAINED) -> Instances:
-    """``instances`` without those whose mask lies ``contained`` or more inside a higher-scoring one's mask.
-
-    Instances are (N, H, W) masks in descending score order (as detectors return them); the order of the kept
-    ones is unchanged. ``contained`` None or >= 1 keeps everything.
+    Instances are (N, H, W) masks; the kept ones keep their order. ``contained`` >= 1 keeps everything.
     """
     n = len(instances)
-    if n < 2 or contained is None or contained > 1:
+    if n < 2 or contained >= 1:
         return instances
     flat = instances.masks.reshape(n, -1)
     areas = flat.sum(1)
@@ -35,7 +32,7 @@ def suppress_contained(instances: Instances, contained: float | None = CONTAINED
             keep.append(int(i))
             continue
         inside = max((np.count_nonzero(flat[i] & flat[j]) for j in keep), default=0)
-        if inside < contained * areas[i]:
+        if inside <= contained * areas[i]:
             keep.append(int(i))
     if len(keep) == n:
         return instances

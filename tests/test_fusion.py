@@ -160,6 +160,6 @@ def test_contained_duplicates_are_suppressed_others_kept():
     masks[2, 10:40, 25:55] = True  # a neighbour overlapping it a little
     masks[3, 35:50, 20:28] = True  # two thirds inside the whole: not a duplicate
     inst = Instances(np.zeros((4, 4)), [0.9, 0.7, 0.6, 0.5], [0, 0, 0, 0], masks)
-    out = suppress_contained(inst)
+    out = suppress_contained(inst, 0.8)
     assert out.scores.tolist() == pytest.approx([0.9, 0.6, 0.5])
-    assert suppress_contained(inst, None) is inst and len(suppress_contained(inst[[1, 2]])) == 2
+    assert suppress_contained(inst, 1.0) is inst and len(suppress_contained(inst[[1, 2]], 0.8)) == 2

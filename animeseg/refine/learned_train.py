@@ -1,10 +1,7 @@
 """Training the learned refiner (PyTorch, the ``[train]`` extra): network, on-the-fly errors and styles, ONNX export.
 
-``recipes/anime-refiner/run.sh`` runs the whole recipe; each step is also a command::
-
-    python -m animeseg.refine.learned_train samples DATASET OUT      # detector crops (learned_data.build_samples)
-    python -m animeseg.refine.learned_train fit SAMPLES... --out DIR  # trains, writes DIR/refiner.pt
-    python -m animeseg.refine.learned_train export DIR/refiner.pt OUT.onnx
+``recipes/anime-refiner/run.sh`` runs the whole recipe; ``recipes/anime-refiner/refiner.py`` is its command
+line (``samples``: :func:`animeseg.refine.learned_data.build_samples`; ``fit``: :func:`fit`; ``export``).
 
 The coarse masks the network learns to correct are half the detector's own (``detected`` samples) and half made
 up from the true alpha (``true`` samples): coarse like 1/4-resolution prototype masks, dilated or eroded,
@@ -14,7 +11,6 @@ unseen artists: palette (hue, saturation, channel swaps), line weight, posterisa
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -223,7 +219,7 @@ def fit(
     threads: int = 2,
     bf16: bool = True,
     init: Path | None = None,
-    log: Any = print,
+    log: Any = None,
 ) -> Path:
     """Train for ``steps`` batches (AdamW, cosine schedule); writes ``out/refiner.pt`` and ``out/refiner.json``.
 
@@ -265,7 +261,7 @@ def fit(
         opt.step()
         seen += batch
         running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-        if step % 50 == 0:
+        if log is not None and step % 50 == 0:
             log(f"step {step} seen {seen} loss {running:.4f} {seen / (time.monotonic() - start):.1f} crops/s")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "refiner.pt"
@@ -307,59 +303,3 @@ def export(checkpoint: Path, onnx_path: Path) -> Path:
         dynamo=False,
     )
     return onnx_path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m animeseg.refine.learned_train", description=__doc__)
-    sub = parser.add_subparsers(dest="step", required=True)
-    s = sub.add_parser("samples", help="crops of a built composite dataset with the detector's masks")
-    s.add_argument("dataset", type=Path)
-    s.add_argument("out", type=Path)
-    s.add_argument("--model", type=Path, default=None, help="detector (default: the packaged model)")
-    s.add_argument("--conf", type=float, default=0.25)
-    s.add_argument("--seed", type=int, default=0)
-    f = sub.add_parser("fit", help="train the network")
-    f.add_argument("samples", type=Path, nargs="+")
-    f.add_argument("--out", type=Path, required=True)
-    f.add_argument("--steps", type=int, default=2000)
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=int, default=2)
-    f.add_argument("--lr", type=float, default=3e-3)
-    f.add_argument("--init", type=Path, default=None, help="continue from this refiner.pt")
-    e = sub.add_parser("export", help="checkpoint -> ONNX")
-    e.add_argument("checkpoint", type=Path)
-    e.add_argument("onnx", type=Path)
-    args = parser.parse_args(argv)
-    if args.step == "samples":
-        from animeseg.predict import Segmenter
-        from animeseg.refine.learned_data import build_samples
-        from animeseg.weights import packaged_model
-
-        seg = Segmenter(args.model or packaged_model(), None, conf=args.conf, device="cpu")  # detect() alone
-        counts = build_samples(
-            args.dataset,
-            seg.detect,
-            args.out,
-            seed=args.seed,
-            on_image=lambda n: print(f"{n} images", flush=True) if n % 100 == 0 else None,
-        )
-        print(json.dumps(counts))
-    elif args.step == "fit":
-        print(
-            fit(
-                args.samples,
-                args.out,
-                steps=args.steps,
-                seed=args.seed,
-                threads=args.threads,
-                lr=args.lr,
-                init=args.init,
-                log=lambda m: print(m, flush=True),
-            )
-        )
-    else:
-        print(export(args.checkpoint, args.onnx))
-
-
-if __name__ == "__main__":
-    main()
