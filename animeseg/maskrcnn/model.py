@@ -178,13 +178,12 @@ def architecture(path: str | Path) -> str:
 
 def onnx_architecture(path: Path) -> str:
     """``maskrcnn`` for an ONNX file exported by :mod:`animeseg.maskrcnn.export` (its metadata says so)."""
-    import onnx
+    from animeseg.runtime.metadata import onnx_metadata
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:
+        meta = onnx_metadata(path)  # the metadata alone, without parsing the graph or importing onnx
+    except InputError:
         return "yolo"  # let the YOLO loader give its own message
-    meta = {p.key: p.value for p in proto.metadata_props}
     arch = meta.get("animeseg_arch", "yolo")
     if arch not in KNOWN_ARCHITECTURES:
         raise InputError(path, f"unknown architecture {arch!r} (known: {', '.join(KNOWN_ARCHITECTURES)})")

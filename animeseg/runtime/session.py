@@ -1,0 +1,238 @@
+"""The one place that makes inference sessions for ONNX files: ONNX Runtime or OpenVINO, fp32 or bf16.
+
+Every ONNX model animeseg runs (YOLO-seg detectors, refiners) gets its session from :func:`create_session`, so the
+backend, precision and thread choices are made once, by the rules below, and a user can override them with one
+option. ``auto`` picks by what was measured on CPUs (docs/benchmarks.md):
+
+* backend: OpenVINO when it is installed (it is a core dependency), else ONNX Runtime. On the packaged 640 px
+  model OpenVINO fp32 ran at least as fast as ONNX Runtime fp32, and its bf16 inference precision 1.6-4x faster.
+* precision: ``bf16`` where OpenVINO reports the CPU can compute in it (AVX-512 BF16 or AMX), else ``fp32``.
+  ONNX Runtime always runs the model in its own precision (``fp32``; an int8 file stays int8).
+* threads: :func:`default_threads`.
+
+OpenVINO's compiled models are cached in ``<animeseg home>/openvino`` (``$ANIMESEG_HOME``, else
+``~/.cache/animeseg``), so a second process loads a model in a fraction of the compile time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animeseg.errors import AnimesegError, InputError
+
+__all__ = ["BACKENDS", "PRECISIONS", "Session", "create_session", "default_threads", "resolve_backend"]
+
+BACKENDS = ("auto", "openvino", "onnxruntime")
+PRECISIONS = ("auto", "fp32", "bf16")
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def default_threads() -> int:
+    """Intra-op threads a session uses when none are asked for: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def openvino_available() -> bool:
+    """True when the ``openvino`` package can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``openvino`` or ``onnxruntime`` for a backend name (``auto``: OpenVINO when installed); one-line error for
+    an unknown or missing one."""
+    if backend not in BACKENDS:
+        raise AnimesegError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "auto":
+        return "openvino" if openvino_available() else "onnxruntime"
+    if backend == "openvino" and not openvino_available():
+        raise AnimesegError("backend openvino: the openvino package is not installed (pip install openvino)")
+    return backend
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a session: its name, shape (None or a name for a dynamic dimension) and element
+    type (a numpy dtype name)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+
+class Session:
+    """An ONNX model ready to run on one backend. ``run`` is thread-safe: concurrent calls run concurrently.
+
+    Attributes:
+        path: the model file.
+        backend: ``onnxruntime`` or ``openvino``.
+        precision: the inference precision actually used (``fp32`` or ``bf16``).
+        threads: intra-op threads of one call.
+        inputs, outputs: the model's :class:`Port` s, in the model's order.
+    """
+
+    path: Path
+    backend: str
+    precision: str
+    threads: int
+    inputs: list[Port]
+    outputs: list[Port]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [p.name for p in self.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs, in :attr:`outputs` order, for ``feeds`` (input name -> array)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.backend} {self.precision} session of {self.path.name}, {self.threads} thread(s)>"
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+class OrtSession(Session):
+    """A session on ONNX Runtime's CPU execution provider."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # its warnings (unused initialisers...) are not the user's business
+        # spinning threads burn the cores the next image's decoding and the mask work need (measured: slower)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise InputError(path, f"ONNX Runtime cannot load the model ({str(e).splitlines()[0][:200]})") from None
+        self.path, self.backend, self.precision, self.threads = path, "onnxruntime", "fp32", threads
+
+        def port(p: Any) -> Port:
+            shape = tuple(d if isinstance(d, int) else None for d in p.shape)
+            return Port(p.name, shape, _ORT_TYPES.get(p.type, p.type))
+
+        self.inputs = [port(p) for p in self._session.get_inputs()]
+        self.outputs = [port(p) for p in self._session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self._session.run(None, feeds))
+
+
+def _ov_cache_dir() -> Path:
+    from animeseg._offline import home
+
+    return home() / "openvino"
+
+
+class OpenVinoSession(Session):
+    """A session on OpenVINO's CPU plugin; each thread that calls ``run`` gets its own infer request."""
+
+    def __init__(self, path: Path, threads: int, precision: str, cache: bool = True) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+        }
+        if cache:
+            try:
+                _ov_cache_dir().mkdir(parents=True, exist_ok=True)
+                config["CACHE_DIR"] = str(_ov_cache_dir())
+            except OSError:
+                pass  # a read-only home: compile every time
+        try:
+            self._compiled = core.compile_model(str(path), "CPU", config)
+        except Exception as e:
+            raise InputError(path, f"OpenVINO cannot load the model ({str(e).splitlines()[0][:200]})") from None
+        self.path, self.backend, self.precision, self.threads = path, "openvino", precision, threads
+
+        def port(p: Any) -> Port:
+            shape = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
+            return Port(p.get_any_name(), shape, p.get_element_type().to_dtype().name)
+
+        self.inputs = [port(p) for p in self._compiled.inputs]
+        self.outputs = [port(p) for p in self._compiled.outputs]
+        self._local = threading.local()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        result = request.infer(feeds, share_inputs=True)
+        return [result[p] for p in self._compiled.outputs]
+
+
+def bf16_supported() -> bool:
+    """True when OpenVINO reports that this CPU computes in bf16 (AVX-512 BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_precision(backend: str, precision: str = "auto") -> str:
+    """The precision a session of ``backend`` uses for ``precision`` (``auto``: bf16 on OpenVINO where the CPU
+    has it, else fp32); one-line error for a precision the backend cannot give."""
+    if precision not in PRECISIONS:
+        raise AnimesegError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise AnimesegError("precision bf16 needs the openvino backend (ONNX Runtime runs the model as stored)")
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    return precision
+
+
+def create_session(
+    path: str | Path,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    cache: bool = True,
+) -> Session:
+    """A :class:`Session` for the ONNX model at ``path``.
+
+    Args:
+        path: an ``.onnx`` file (dynamic dimensions, a dynamic batch for example, stay dynamic).
+        backend: ``auto``, ``openvino`` or ``onnxruntime`` (see the module doc for ``auto``).
+        precision: ``auto``, ``fp32`` or ``bf16`` (bf16: OpenVINO only).
+        threads: intra-op threads per call; None: :func:`default_threads`.
+        cache: let OpenVINO keep the compiled model in animeseg's home folder.
+
+    A missing or unreadable model, an unknown backend or a precision the backend lacks is a one-line error.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    name = resolve_backend(backend)
+    prec = resolve_precision(name, precision)
+    threads = int(threads) if threads else default_threads()
+    if name == "openvino":
+        return OpenVinoSession(path, threads, prec, cache=cache)
+    return OrtSession(path, threads)
+
+
+def describe(sessions: Sequence[Session]) -> str:
+    """``openvino bf16, 2 threads`` for the sessions of one model (one line, for run records and logs)."""
+    return ", ".join(f"{s.backend} {s.precision}, {s.threads} thread(s)" for s in sessions)
