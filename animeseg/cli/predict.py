@@ -17,6 +17,10 @@ def _check_alpha(value: str) -> str:
 
     if value not in ALPHA_MODES:
         raise typer.BadParameter(f"--alpha {value}: choose one of {', '.join(ALPHA_MODES)}")
+    if value == "matte":
+        from animeseg.errors import require
+
+        require("pymatting", "--alpha matte")  # before any image, not once per image
     return value
 
 
