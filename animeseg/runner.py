@@ -37,6 +37,7 @@ from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.readahead import ReadAhead
 from animeseg.track import frame_label, sequence_of
 from animeseg.writers import (
     KIND_FOLDERS,
@@ -234,10 +235,16 @@ class _Progress:
 
 
 def _process_image(
-    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, alpha: str
+    item: MediaItem,
+    segmenter: SegmenterLike,
+    out: Path,
+    kinds: list[str],
+    bar: _Progress,
+    alpha: str,
+    reader: ReadAhead | None = None,
 ) -> tuple[list[dict], list[str], int]:
     t0 = time.perf_counter()
-    image = read_image(item.path)
+    image = reader.read(item) if reader is not None else read_image(item.path)
     tracks = None
     if _tracking(segmenter):
         segmenter.start(sequence_of(item))
@@ -323,8 +330,10 @@ def run(
     engine = engine or LocalEngine()
     # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
     here = getattr(engine, "in_process", False)
+    # in this process, in order: the next image is decoded while this one is segmented
+    reader = ReadAhead(items) if here else None
     work = ItemWork(
-        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo)
+        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo), reader
     )
 
     outcomes = engine.map(work, items)
@@ -348,6 +357,9 @@ def run(
             "with --resume to continue"
         )
         raise
+    finally:
+        if reader is not None:
+            reader.close()
 
     if "json" in save:
         builder = PredictionsBuilder(segmenter.names)
@@ -375,10 +387,13 @@ class ItemWork:
     bar: _Progress
     alpha: str = "binary"
     redo: frozenset[str] = frozenset()  # tracked image sequences redone whole on --resume
+    reader: ReadAhead | None = None  # reads images one ahead (only where the work runs here, in order)
 
     def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
         skip_done = self.resume and _sequence(item) not in self.redo
-        return _run_one(item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha)
+        return _run_one(
+            item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha, self.reader
+        )
 
 
 def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> None:
@@ -414,6 +429,7 @@ def _run_one(
     signature: dict[str, Any],
     bar: _Progress,
     alpha: str = "binary",
+    reader: ReadAhead | None = None,
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     if item.kind == "error":
         raise InputError(item.path, item.error or "unusable input")  # found by expand_sources; reported here
@@ -433,7 +449,7 @@ def _run_one(
     if item.kind == "video":
         entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
     else:
-        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha)
+        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha, reader)
     source = _source_stat(item.path)
     seconds = time.perf_counter() - t0
 

@@ -268,3 +268,33 @@ def test_onnx_metadata_without_onnx(dynamic_batch_onnx, tmp_path):
     text.write_text("hello, not protobuf\n" * 3)
     with pytest.raises(InputError, match="text.onnx"):
         onnx_metadata(text)
+
+
+# ------------------------------------------------------------------------------------------- batch loop
+def test_read_ahead_reads_the_next_image_in_the_background(tmp_path):
+    """Each read starts the next image's; a read error belongs to its own item; skipped items waste one read."""
+    import threading
+
+    from animeseg.errors import InputError as BadInput
+    from animeseg.media import MediaItem
+    from animeseg.readahead import ReadAhead
+
+    calls: list[tuple[str, str]] = []
+
+    def read(path: Path) -> np.ndarray:
+        calls.append((path.name, threading.current_thread().name))
+        if path.name == "bad.png":
+            raise BadInput(path, "not an image")
+        return np.full((2, 2, 3), len(calls), np.uint8)
+
+    names = ["a.png", "b.png", "bad.png", "c.png", "d.png", "e.png"]
+    items = [MediaItem(tmp_path / n, n, Path(n).stem, "image") for n in names]
+    with ReadAhead(items, read) as reader:
+        assert reader.read(items[0]).shape == (2, 2, 3)
+        reader.read(items[1])
+        with pytest.raises(BadInput, match="not an image"):
+            reader.read(items[2])
+        reader.read(items[4])  # c skipped (resume): its read ahead is wasted; d is read here, e ahead
+        reader.read(items[5])
+    assert sorted(n for n, _ in calls) == sorted(names)  # each image read exactly once
+    assert dict(calls)["b.png"].startswith("animeseg-read") and dict(calls)["a.png"] == "MainThread"
