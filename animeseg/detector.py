@@ -123,14 +123,15 @@ class YoloDetector:
         )
 
 
-def load_detector(model: str | Path, **settings: Any) -> Detector:
+def load_detector(model: str | Path, runtime: str = "auto", **settings: Any) -> Detector:
     """The detector for a model file, by the architecture the file records
     (:func:`animeseg.maskrcnn.model.architecture`): Mask R-CNN for animeseg Mask R-CNN checkpoints and their ONNX
     exports, YOLO-seg for the rest: ``.onnx`` files and exported folders on animeseg's own runtime
     (:class:`animeseg.runtime.yolo.YoloOnnxDetector`, no torch), ``.pt`` checkpoints and model configs on
     Ultralytics (:class:`YoloDetector`). A checkpoint of an unknown architecture is a one-line error.
 
-    ``settings`` are the detector's keyword arguments (imgsz, conf, iou, max_det, device, classes).
+    ``settings`` are the detector's keyword arguments (imgsz, conf, iou, max_det, device, classes); ``runtime``
+    picks the backend and precision of ONNX YOLO-seg models (:data:`animeseg.runtime.session.RUNTIMES`).
     """
     from animeseg.maskrcnn.model import architecture
 
@@ -145,7 +146,7 @@ def load_detector(model: str | Path, **settings: Any) -> Detector:
     if is_onnx_model(model):
         from animeseg.runtime.yolo import YoloOnnxDetector
 
-        return YoloOnnxDetector(model, **settings)
+        return YoloOnnxDetector(model, runtime=runtime, **settings)
     return YoloDetector(model, **settings)
 
 

@@ -107,6 +107,7 @@ def evaluate(
     refiner: Any = None,
     out: str | Path | None = None,
     segmenter: Any = None,
+    runtime: str = "auto",
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
 ) -> dict[str, Any]:
@@ -127,6 +128,7 @@ def evaluate(
         refiner: a Refiner (``animeseg.refine.build_refiner``): the refined masks are scored too, same detections.
         out: output folder (default ``runs/eval/<model stem>-<split>``).
         segmenter: an already built ``Segmenter`` to use instead of building one from the settings above.
+        runtime: backend and precision of ONNX models (:data:`animeseg.runtime.session.RUNTIMES`).
         on_progress: receives a :class:`~animeseg.progress.Step` per image (task ``evaluate``).
         engine: runs each image (default: :class:`~animeseg.engine.LocalEngine`).
     """
@@ -138,11 +140,21 @@ def evaluate(
     categories = gt.categories
     seg = segmenter
     if seg is None:
-        seg = _segmenter(model, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device)
+        seg = _segmenter(
+            model, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, runtime=runtime
+        )
     mapping = class_map(dict(seg.names), categories, classes)
     if segmenter is None and len(mapping) < len(seg.names):
         seg = _segmenter(
-            model, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=sorted(mapping)
+            model,
+            refiner,
+            imgsz=imgsz,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            device=device,
+            classes=sorted(mapping),
+            runtime=runtime,
         )
     cat_ids = sorted(set(mapping.values()))
     unmapped = [n for c, n in categories.items() if c not in cat_ids]

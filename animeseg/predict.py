@@ -35,6 +35,8 @@ class Segmenter:
             ids. ``device`` (``cpu``, ``0``, ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`;
             None lets the detector choose (CPU for ONNX models).
         detector: an already built :class:`~animeseg.detector.Detector` to use instead of loading ``model``.
+        runtime: backend and precision of ONNX models (``auto``, ``onnxruntime``, ``openvino-bf16``...: see
+            :data:`animeseg.runtime.session.RUNTIMES`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Segmenter:
         device: str | None = None,
         classes: list[int] | None = None,
         detector: Detector | None = None,
+        runtime: str = "auto",
     ) -> None:
         from animeseg.device import resolve_device
 
@@ -57,7 +60,7 @@ class Segmenter:
             if model is None:
                 raise ValueError("Segmenter needs a model or a detector")
             settings = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
-            detector = load_detector(model, device=resolve_device(device), **settings)
+            detector = load_detector(model, runtime, device=resolve_device(device), **settings)
         self.detector = detector
         self.refiner = refiner
 
@@ -112,6 +115,7 @@ class SegmenterSpec:
     max_det: int = 300
     device: str | None = None
     classes: list[int] | None = None
+    runtime: str = "auto"
 
     def build(self, with_refiner: bool = True) -> Segmenter:
         """Load the model (and the refiner unless ``with_refiner`` is False) in this process."""
@@ -124,7 +128,7 @@ class SegmenterSpec:
             options = replace(self.refine_options or RefineOptions(), device=device)
             refiner = build_refiner(self.refine, options=options)
         settings = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "max_det": self.max_det}
-        return Segmenter(self.model, refiner, device=device, classes=self.classes, **settings)
+        return Segmenter(self.model, refiner, device=device, classes=self.classes, runtime=self.runtime, **settings)
 
 
 class LazySegmenter:

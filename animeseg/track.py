@@ -120,10 +120,15 @@ class TrackingSegmenter:
     def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack") -> None:
         self.segmenter = segmenter
         self.tracker_name = tracker
-        # the detector's settings (YoloDetector.args): lowered per frame so weak detections can extend tracks; a
-        # detector without them is tracked on what it returns
-        self._args: dict[str, Any] | None = getattr(getattr(segmenter, "detector", None), "args", None)
-        self.conf = float(self._args.get("conf", 0.25)) if self._args is not None else 0.25
+        # the detector's settings (DetectSettings, or YoloDetector.args): lowered per frame so weak detections can
+        # extend tracks; a detector without them is tracked on what it returns
+        detector = getattr(segmenter, "detector", None)
+        self._settings: Any = getattr(detector, "settings", None)
+        self._args: dict[str, Any] | None = None if self._settings is not None else getattr(detector, "args", None)
+        if self._settings is not None:
+            self.conf = float(self._settings.conf)
+        else:
+            self.conf = float(self._args.get("conf", 0.25)) if self._args is not None else 0.25
         tracker_config(tracker)  # a bad tracker fails here, before any frame is read
         self._trackers: dict[str, Tracker] = {}
         self._tracker: Tracker | None = None
@@ -146,7 +151,10 @@ class TrackingSegmenter:
         if self._tracker is None:
             raise RuntimeError("TrackingSegmenter: call start(sequence) before the first frame")
         args = self._args
-        if args is None:
+        if self._settings is not None:  # weak detections may extend existing tracks
+            low = self._settings.override(conf=min(self.conf, self._tracker.low_thresh))
+            detected = self.segmenter.detector.detect(image, low)
+        elif args is None:
             detected = self.segmenter.detect(image)
         else:
             args["conf"] = min(self.conf, self._tracker.low_thresh)  # weak detections may extend existing tracks

@@ -91,6 +91,7 @@ def test_what_needs_an_extra_says_which_in_one_line(lean, tmp_path):
         (("predict", EXAMPLE, "--track"), "animeseg[train]"),
         (("serve",), "animeseg[web]"),
         (("predict", EXAMPLE, "--engine", "ray"), "animeseg[ray]"),
+        (("predict", EXAMPLE, "--runtime", "tensorrt"), "--runtime tensorrt: choose one of auto, openvino"),
     ]
     for args, extra in cases:
         code, err = lean(*args, "--out", tmp_path / "out") if args[0] == "predict" else lean(*args)

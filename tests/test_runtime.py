@@ -24,6 +24,7 @@ from bench.composites import make_composites  # noqa: E402
 
 OPEN_SPRITES = REPO.parent / "shared" / "data" / "open-sprites"
 BACKENDS = ["onnxruntime"] + (["openvino"] if rt_session.openvino_available() else [])
+FP32_RUNTIMES = ["onnxruntime"] + (["openvino-fp32"] if rt_session.openvino_available() else [])
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -58,12 +59,12 @@ def anime_images() -> list[np.ndarray]:
 
 # ------------------------------------------------------------------------------------------- parity tests
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_packaged_model_matches_ultralytics(anime_images, backend):
+@pytest.mark.parametrize("runtime", FP32_RUNTIMES)
+def test_packaged_model_matches_ultralytics(anime_images, runtime):
     """The packaged model: every instance Ultralytics finds, the same, at a low threshold (more instances)."""
     model = packaged_model()
     theirs = _ultralytics(model, conf=0.1)
-    ours = YoloOnnxDetector(model, DetectSettings(conf=0.1), backend=backend, precision="fp32")
+    ours = YoloOnnxDetector(model, DetectSettings(conf=0.1), runtime=runtime)
     total = 0
     for k, image in enumerate(anime_images):
         expected = theirs.detect(image)
@@ -76,7 +77,7 @@ def test_packaged_model_matches_ultralytics(anime_images, backend):
 def test_coco_int8_model_matches_ultralytics(shared_onnx, anime_images):
     """An int8 (QDQ) COCO export at 320 px: 80 classes, class-aware NMS, a second input size."""
     theirs = _ultralytics(shared_onnx, conf=0.05, imgsz=320)
-    ours = YoloOnnxDetector(shared_onnx, DetectSettings(conf=0.05), backend="onnxruntime")
+    ours = YoloOnnxDetector(shared_onnx, DetectSettings(conf=0.05), runtime="onnxruntime")
     assert ours.input_size() == (320, 320) and ours.names[0] == "person"
     for k, image in enumerate(anime_images):
         assert_same_instances(ours.detect(image), theirs.detect(image), f"image {k}")
@@ -102,7 +103,7 @@ def test_many_classes_and_instances_on_a_dynamic_export(random_dynamic_onnx):
         theirs = _ultralytics(random_dynamic_onnx, conf=conf, imgsz=160)
         theirs.args["classes"], theirs.args["max_det"] = list(classes) if classes else None, max_det
         settings = DetectSettings(imgsz=160, conf=conf, classes=classes, max_det=max_det)
-        ours = YoloOnnxDetector(random_dynamic_onnx, settings, backend="onnxruntime")
+        ours = YoloOnnxDetector(random_dynamic_onnx, settings, runtime="onnxruntime")
         assert ours.input_size() == (160, 160)
         expected = theirs.detect(image)
         assert len(expected) == 5 if classes else len(expected) > 50
@@ -166,10 +167,27 @@ def test_masks_in_boxes_is_process_mask_native(h, w):
     assert (differ <= np.maximum(theirs.sum((1, 2)) // 1000, 2)).all(), differ  # float rounding at the threshold
 
 
+@pytest.mark.skipif(
+    not (rt_session.openvino_available() and rt_session.bf16_supported()), reason="this CPU has no bf16 in OpenVINO"
+)
+def test_bf16_finds_the_same_characters():
+    """bf16 inference is not bit-exact; it finds the same characters with nearly the same masks (its held-out AP
+    is in docs/benchmarks.md)."""
+    image = read_image(REPO / "examples" / "renpy-meadow.jpg")
+    fp32 = YoloOnnxDetector(packaged_model(), runtime="onnxruntime").detect(image)
+    bf16 = YoloOnnxDetector(packaged_model(), runtime="openvino-bf16")
+    assert bf16.session.precision == "bf16"
+    found = bf16.detect(image)
+    assert len(found) == len(fp32) > 0
+    np.testing.assert_allclose(found.boxes, fp32.boxes, atol=8)
+    for a, b in zip(found.masks, fp32.masks, strict=True):
+        assert (a & b).sum() / (a | b).sum() > 0.95
+
+
 def test_detect_settings_and_errors(tmp_path):
     """Per-call settings replace the detector's; a non-RGB image, a GPU device, a non-ONNX file: one line each."""
     model = packaged_model()
-    detector = YoloOnnxDetector(model, backend="onnxruntime")
+    detector = YoloOnnxDetector(model, runtime="onnxruntime")
     assert detector.settings.conf == 0.5  # the packaged model's own default (its sidecar)
     assert detector.names == {0: "character"}
     image = read_image(REPO / "examples" / "renpy-meadow.jpg")
@@ -244,6 +262,9 @@ def test_session_runs_a_dynamic_batch(dynamic_batch_onnx, backend):
 def test_session_choices_and_errors(dynamic_batch_onnx, tmp_path, monkeypatch):
     expected = "openvino" if rt_session.openvino_available() else "onnxruntime"
     assert rt_session.resolve_backend("auto") == expected
+    assert rt_session.parse_runtime("openvino-bf16") == ("openvino", "bf16")
+    with pytest.raises(AnimesegError, match="--runtime tensorrt: choose one of auto, openvino"):
+        rt_session.parse_runtime("tensorrt")
     with pytest.raises(AnimesegError, match="unknown backend"):
         rt_session.create_session(dynamic_batch_onnx, backend="tensorrt")
     with pytest.raises(AnimesegError, match="bf16 needs the openvino backend"):

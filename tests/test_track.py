@@ -180,7 +180,7 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
         assert np.array_equal(a.track_ids, b.track_ids) and np.array_equal(a.scores, b.scores)  # same detections
         tracks |= set(b.track_ids.tolist())
         changed += sum(r["refined"] for r in b.refine)
-        assert plain.conf == 0.25 and plain.segmenter.detector.args["conf"] == 0.25  # restored after each detection
+        assert plain.conf == 0.25 and plain.segmenter.detector.settings.conf == 0.25  # unchanged by the low-conf calls
     assert tracks == {1, 2}
     assert changed >= 2  # GrabCut really replaced masks, and they kept their tracks
 

@@ -52,6 +52,15 @@ Device = Annotated[
         show_default=False,
     ),
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="How ONNX models run: auto (OpenVINO where installed, in bf16 where the CPU has it, else ONNX Runtime), "
+        "onnxruntime, openvino (its best precision here), openvino-bf16 or openvino-fp32. Measured in "
+        "docs/benchmarks.md.",
+    ),
+]
 Refine = Annotated[
     RefineMethod,
     typer.Option(

@@ -131,6 +131,7 @@ def predict(
     track: Track = False,
     tracker: Tracker = "bytetrack",
     alpha: Alpha = "binary",
+    runtime: options.Runtime = "auto",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
 
@@ -151,6 +152,9 @@ def predict(
     method = options.refine_method(refine, refine_sam)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
+    from animeseg.runtime.session import parse_runtime
+
+    parse_runtime(runtime)
     run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
     model_file = options.model_file(model)
     if conf is None:
@@ -175,7 +179,7 @@ def predict(
 
     from animeseg.predict import LazySegmenter, SegmenterSpec
 
-    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids)
+    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids, runtime)
     # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
     segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
     sam_path = refine_with.sam_checkpoint
@@ -195,6 +199,7 @@ def predict(
         "sam_type": refine_with.sam_type if sam_path is not None else None,
         "track": _tracker_stamp(tracker) if track else None,
         "alpha": alpha,
+        "runtime": runtime,
     }
 
     from animeseg.cli.render import ProgressBars, print_run_summary

@@ -27,11 +27,35 @@ import numpy as np
 
 from animeseg.errors import AnimesegError, InputError
 
-__all__ = ["BACKENDS", "PRECISIONS", "Session", "create_session", "default_threads", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "RUNTIMES",
+    "Session",
+    "create_session",
+    "default_threads",
+    "parse_runtime",
+    "resolve_backend",
+]
 
 BACKENDS = ("auto", "openvino", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: ``--runtime`` choices, one name for a backend and its precision: name -> (backend, precision).
+RUNTIMES = {
+    "auto": ("auto", "auto"),
+    "openvino": ("openvino", "auto"),
+    "openvino-bf16": ("openvino", "bf16"),
+    "openvino-fp32": ("openvino", "fp32"),
+    "onnxruntime": ("onnxruntime", "fp32"),
+}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def parse_runtime(runtime: str) -> tuple[str, str]:
+    """(backend, precision) of a ``--runtime`` name (:data:`RUNTIMES`); one-line error for an unknown one."""
+    if runtime not in RUNTIMES:
+        raise AnimesegError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
+    return RUNTIMES[runtime]
 
 
 def default_threads() -> int:

@@ -32,7 +32,7 @@ from animeseg.detector import check_image, unrefined_record
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
 from animeseg.runtime.metadata import class_names, onnx_metadata
-from animeseg.runtime.session import Session, create_session
+from animeseg.runtime.session import Session, create_session, parse_runtime
 from animeseg.settings import DetectSettings, model_defaults
 
 __all__ = ["Letterbox", "YoloOnnxDetector", "decode", "letterbox", "masks_in_boxes", "nms"]
@@ -211,7 +211,9 @@ class YoloOnnxDetector:
         model: an ``.onnx`` file, or an exported folder holding ``model.onnx``.
         settings: what :meth:`detect` uses by default; None: the model's own defaults
             (:func:`animeseg.settings.model_defaults`). ``overrides`` (imgsz, conf, ...) are laid over them.
-        backend, precision, threads: the inference session's (:func:`animeseg.runtime.session.create_session`).
+        runtime: backend and precision, a name of :data:`animeseg.runtime.session.RUNTIMES` (``auto``,
+            ``onnxruntime``, ``openvino-bf16``...); threads: intra-op threads (see
+            :func:`animeseg.runtime.session.create_session`).
         session: an already made session of ``model`` to use instead.
 
     A static ONNX input decides the letterbox size, whatever ``imgsz`` says (as Ultralytics does); a dynamic one
@@ -223,8 +225,7 @@ class YoloOnnxDetector:
         model: str | Path,
         settings: DetectSettings | None = None,
         *,
-        backend: str = "auto",
-        precision: str = "auto",
+        runtime: str = "auto",
         threads: int | None = None,
         session: Session | None = None,
         **overrides: Any,
@@ -238,7 +239,7 @@ class YoloOnnxDetector:
         meta = onnx_metadata(path)
         if meta.get("task", "segment") != "segment":
             raise AnimesegError(f"{path}: a YOLO {meta['task']} model, not a segmentation one")
-        self.session = session or create_session(path, backend, precision, threads)
+        self.session = session or create_session(path, *parse_runtime(runtime), threads=threads)
         self.names: dict[int, str] = class_names(meta)
         outputs = self.session.outputs
         if len(outputs) < 2 or len(outputs[0].shape) != 3 or len(outputs[1].shape) != 4:

@@ -71,5 +71,8 @@ class Engine:
         if settings.refine not in self._refiners:
             self._refiners[settings.refine] = build_refiner(settings.refine, options=self._options[settings.refine])
         detector = copy.copy(self._detector)
-        detector.args = {**self._detector.args, "imgsz": int(settings.imgsz), "conf": float(settings.conf)}
+        if hasattr(detector, "settings"):  # the native ONNX runtime's detector (animeseg.settings.DetectSettings)
+            detector.settings = detector.settings.override(imgsz=int(settings.imgsz), conf=float(settings.conf))
+        else:
+            detector.args = {**self._detector.args, "imgsz": int(settings.imgsz), "conf": float(settings.conf)}
         return Segmenter(None, self._refiners[settings.refine], detector=detector)
