@@ -283,6 +283,7 @@ def test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio(yol
     for name, model in (("pt", yolo_checkpoint), ("onnx", yolo_onnx)):
         out = tmp_path / name
         args = ["predict", str(folder), "--model", str(model), "--imgsz", "160", "--conf", "0.05", "--max-det", "8"]
+        args += ["--runtime", "onnxruntime"]  # fp32 against fp32 (OpenVINO bf16 would differ by design)
         assert _cli([*args, "--device", "cpu", "--out", str(out), "--save", "json"]) == 0
         docs.append(json.loads((out / "predictions.json").read_text()))
     worst_iou, worst_score, n = _same_predictions(*docs)
@@ -358,10 +359,26 @@ def test_cli_exports_both_and_checks(yolo_checkpoint, sam_checkpoint, tmp_path, 
     assert network_attempts() == []
 
 
+@pytest.mark.slow
+def test_packaged_model_int8_export_passes_its_check(tmp_path, capsys):
+    """No --model: the packaged model, statically quantised (calibrated), passes its own int8 parity check and
+    runs on the native runtime."""
+    from animeseg.io import read_image
+    from animeseg.runtime.yolo import YoloOnnxDetector
+
+    code = _cli(["export", "onnx", "--int8", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "detector int8 ONNX vs PyTorch: passed" in err
+    int8 = tmp_path / "anime-yolov8n-seg.int8.onnx"
+    image = read_image(REPO / "examples" / "renpy-meadow.jpg")
+    found = YoloOnnxDetector(int8, runtime="onnxruntime", conf=0.5).detect(image)
+    assert len(found) >= 2 and found.names == {0: "character"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "nothing to export"),
         (["--model", "x.pt", "--half", "--int8"], "not both"),
         (["--sam-checkpoint", "x.pth", "--sam-type", "vit_q"], "--sam-type vit_q"),
         (["--sam-checkpoint", "missing.pth"], "missing.pth: model file not found"),
@@ -377,6 +394,7 @@ def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
 # ------------------------------------------------------------------------ predict: ONNX path vs PyTorch path
 def _predict(folder: Path, out: Path, model: Path, imgsz: int, sam: Path, *extra: str) -> dict:
     args = ["predict", str(folder), "--model", str(model), "--imgsz", str(imgsz), "--refine", "sam"]
+    args += ["--runtime", "onnxruntime"]  # fp32 ONNX against fp32 PyTorch (OpenVINO bf16 would differ by design)
     code = _cli([*args, "--sam-checkpoint", str(sam), "--out", str(out), "--save", "json", "--device", "cpu", *extra])
     assert code == 0
     return json.loads((out / "predictions.json").read_text())

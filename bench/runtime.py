@@ -1,0 +1,193 @@
+"""The native runtime's speed (animeseg.runtime): start time of one prediction and images per second over a
+folder, each backend and precision side by side; prints Markdown for docs/benchmarks.md.
+
+    PYTHONPATH=. python bench/runtime.py                      # everything (about 5 min on a 2-core CPU)
+    PYTHONPATH=. python bench/runtime.py --sections throughput --count 100 --rounds 2
+
+Sections:
+
+1. **start**: wall time of the whole process ``animeseg predict one.jpg --save json`` (one 1280x720 JPEG, the
+   packaged model), median of ``--repeats`` runs, per ``--runtime``; the first with an empty OpenVINO cache too.
+2. **throughput**: images per second once started (model loaded, then ``runner.run`` over ``--count`` 1280x720
+   JPEGs to predictions.json, what ``animeseg predict DIR --save json`` does), per runtime, the runtimes
+   interleaved over ``--rounds`` rounds (median and best).
+3. **threads**: the default runtime with 1 and 2 inference threads, with and without reading the next image
+   ahead (the thread settings' measurement).
+
+The JPEGs are composites of ``../shared/data/open-sprites`` characters on their artists' backgrounds (made once
+into ``--work``); exits with a message without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from animeseg.engine import LocalEngine  # noqa: E402
+from animeseg.media import expand_sources  # noqa: E402
+from animeseg.predict import Segmenter  # noqa: E402
+from animeseg.runner import run  # noqa: E402
+from animeseg.runtime import session as rt  # noqa: E402
+from animeseg.runtime.yolo import YoloOnnxDetector  # noqa: E402
+from animeseg.weights import packaged_model  # noqa: E402
+
+SPRITES = ROOT.parent / "shared" / "data" / "open-sprites"
+RUNTIMES = ["openvino-bf16", "openvino-fp32", "onnxruntime"]
+
+
+def make_images(folder: Path, count: int) -> list[Path]:
+    """``count`` 1280x720 JPEGs (quality 90) of sprites on backgrounds, every artist in turn; made once."""
+    import cv2
+
+    from bench.composites import make_composites
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = sorted(folder.glob("*.jpg"))
+    if len(paths) >= count:
+        return paths[:count]
+    artists = sorted(p.name for p in (SPRITES / "fg").iterdir() if (SPRITES / "bg" / p.name).is_dir())
+    per = -(-count // len(artists))
+    k = 0
+    for artist in artists:
+        for c in make_composites(SPRITES, per, seed=7, size=(1280, 720), folder=artist):
+            cv2.imwrite(str(folder / f"{k:04d}.jpg"), c.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            k += 1
+    return sorted(folder.glob("*.jpg"))[:count]
+
+
+def available(runtime: str) -> bool:
+    backend, precision = rt.parse_runtime(runtime)
+    if backend == "openvino" and not rt.openvino_available():
+        return False
+    return not (precision == "bf16" and not rt.bf16_supported())
+
+
+class InOrder(LocalEngine):
+    """The local engine, declared as running elsewhere: the runner then reads each image when it gets to it
+    (no read-ahead), for the comparison."""
+
+    in_process = False
+
+
+def images_per_second(detector: YoloOnnxDetector, paths: list[Path], out: Path, read_ahead: bool = True) -> float:
+    """Images per second of ``runner.run`` (json only) over ``paths`` with an already loaded detector."""
+    items = expand_sources([str(p) for p in paths])
+    segmenter = Segmenter(None, detector=detector)
+    for p in paths[:3]:  # warm-up: first-call allocations, OpenVINO's first inference
+        from animeseg.io import read_image
+
+        detector.detect(read_image(p))
+    t = time.perf_counter()
+    summary = run(items, segmenter, out, ["json"], engine=None if read_ahead else InOrder())
+    seconds = time.perf_counter() - t
+    assert summary.succeeded == len(paths), summary.rows()
+    return len(paths) / seconds
+
+
+def bench_throughput(paths: list[Path], rounds: int, tmp: Path) -> list[str]:
+    runtimes = [r for r in RUNTIMES if available(r)]
+    detectors = {r: YoloOnnxDetector(packaged_model(), runtime=r) for r in runtimes}
+    auto = YoloOnnxDetector(packaged_model()).session
+    rates: dict[str, list[float]] = {r: [] for r in runtimes}
+    for k in range(rounds):
+        for r in runtimes:
+            rates[r].append(images_per_second(detectors[r], paths, tmp / f"tp-{r}-{k}"))
+            print(f"round {k + 1} {r}: {rates[r][-1]:.2f} images/s", file=sys.stderr, flush=True)
+    rows = [
+        f"| runtime ({len(paths)} JPEGs 1280x720, packaged model, default settings) | threads "
+        "| images/s, median | best |",
+        "|---|---|---|---|",
+    ]
+    for r in runtimes:
+        s = detectors[r].session
+        default = " **(default here)**" if (s.backend, s.precision) == (auto.backend, auto.precision) else ""
+        rows.append(f"| {r}{default} | {s.threads} | {statistics.median(rates[r]):.2f} | {max(rates[r]):.2f} |")
+    return rows
+
+
+def bench_threads(paths: list[Path], rounds: int, tmp: Path) -> list[str]:
+    settings = [(threads, ahead) for threads in (1, 2) for ahead in (True, False)]
+    detectors = {t: YoloOnnxDetector(packaged_model(), threads=t) for t in (1, 2)}
+    rates: dict[tuple[int, bool], list[float]] = {s: [] for s in settings}
+    for k in range(rounds):
+        for threads, ahead in settings:
+            rate = images_per_second(detectors[threads], paths, tmp / f"th-{threads}-{ahead}-{k}", ahead)
+            rates[threads, ahead].append(rate)
+            print(f"round {k + 1} threads {threads} read-ahead {ahead}: {rate:.2f} images/s", file=sys.stderr)
+    s = detectors[1].session
+    rows = [
+        f"| default runtime ({s.backend} {s.precision}) | read next image ahead | images/s, median | best |",
+        "|---|---|---|---|",
+    ]
+    for threads, ahead in settings:
+        r = rates[threads, ahead]
+        rows.append(
+            f"| {threads} inference thread(s) | {'yes' if ahead else 'no'} | {statistics.median(r):.2f} "
+            f"| {max(r):.2f} |"
+        )
+    return rows
+
+
+def bench_start(image: Path, repeats: int, tmp: Path) -> list[str]:
+    def once(runtime: str, home: Path) -> float:
+        env = {**os.environ, "ANIMESEG_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "animeseg", "predict", str(image), "--save", "json", "--runtime", runtime]
+        cmd += ["--out", str(tmp / f"start-{runtime}")]
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        return time.perf_counter() - t
+
+    rows = [
+        f"| `animeseg predict one.jpg --save json --runtime R` (1280x720) | first run, empty cache "
+        f"| median of {repeats} |",
+        "|---|---|---|",
+    ]
+    for runtime in ["auto", *[r for r in RUNTIMES if available(r)]]:
+        home = Path(tempfile.mkdtemp(prefix="start-home-", dir=tmp))
+        first = once(runtime, home)
+        times = [once(runtime, home) for _ in range(repeats)]
+        rows.append(f"| {runtime} | {first:.2f} s | {statistics.median(times):.2f} s |")
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", nargs="+", default=["start", "throughput", "threads"])
+    ap.add_argument("--count", type=int, default=100, help="JPEGs for the throughput sections")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="runs per start-time figure")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "animeseg-bench-runtime")
+    args = ap.parse_args()
+    if not (SPRITES / "fg").is_dir():
+        sys.exit(f"needs the sprites at {SPRITES}")
+    paths = make_images(args.work / "images", args.count)
+    load = os.getloadavg()
+    print(
+        f"# {time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores, load average {load[0]:.1f} at start; "
+        f"auto = {rt.resolve_backend()} {rt.resolve_precision(rt.resolve_backend())}\n"
+    )
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        for section, fn in (
+            ("start", lambda: bench_start(paths[0], args.repeats, Path(tmp))),
+            ("throughput", lambda: bench_throughput(paths, args.rounds, Path(tmp))),
+            ("threads", lambda: bench_threads(paths, args.rounds, Path(tmp))),
+        ):
+            if section in args.sections:
+                print("\n".join(fn()) + "\n", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
