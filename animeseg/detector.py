@@ -143,15 +143,15 @@ def load_detector(model: str | Path, runtime: str = "auto", **settings: Any) -> 
         from animeseg.maskrcnn.detector import MaskRCNNDetector
 
         return MaskRCNNDetector(model, **settings)
-    if is_onnx_model(model):
+    if runs_natively(model):
         from animeseg.runtime.yolo import YoloOnnxDetector
 
         return YoloOnnxDetector(model, runtime=runtime, **settings)
     return YoloDetector(model, **settings)
 
 
-def is_onnx_model(model: str | Path) -> bool:
-    """True for an ``.onnx`` file or an exported folder holding ``model.onnx``: these run natively
-    (:mod:`animeseg.runtime`), without torch or Ultralytics."""
+def runs_natively(model: str | Path) -> bool:
+    """True for an ``.onnx`` file, an exported folder holding ``model.onnx`` or an OpenVINO IR ``.xml``: these run
+    on animeseg's own runtime (:mod:`animeseg.runtime`), without torch or Ultralytics."""
     path = Path(model).expanduser()
-    return path.suffix.lower() == ".onnx" or (path.is_dir() and (path / "model.onnx").is_file())
+    return path.suffix.lower() in (".onnx", ".xml") or (path.is_dir() and (path / "model.onnx").is_file())

@@ -10,7 +10,9 @@ Sections:
    packaged model), median of ``--repeats`` runs, per ``--runtime``; the first with an empty OpenVINO cache too.
 2. **throughput**: images per second once started (model loaded, then ``runner.run`` over ``--count`` 1280x720
    JPEGs to predictions.json, what ``animeseg predict DIR --save json`` does), per runtime, the runtimes
-   interleaved over ``--rounds`` rounds (median and best).
+   interleaved over ``--rounds`` rounds (median and best), and the CPU seconds spent per image (all threads:
+   on a machine shared with other work, 2 / that is what two free cores would allow). ``--int8 FILE`` adds an
+   ``animeseg export onnx --int8`` file of the packaged model on both backends.
 3. **threads**: the default runtime with 1 and 2 inference threads, with and without reading the next image
    ahead (the thread settings' measurement).
 
@@ -79,39 +81,50 @@ class InOrder(LocalEngine):
     in_process = False
 
 
-def images_per_second(detector: YoloOnnxDetector, paths: list[Path], out: Path, read_ahead: bool = True) -> float:
-    """Images per second of ``runner.run`` (json only) over ``paths`` with an already loaded detector."""
+def images_per_second(
+    detector: YoloOnnxDetector, paths: list[Path], out: Path, read_ahead: bool = True
+) -> tuple[float, float]:
+    """Images per second of ``runner.run`` (json only) over ``paths`` with an already loaded detector, and the
+    CPU seconds (all threads) the process spent per image."""
     items = expand_sources([str(p) for p in paths])
     segmenter = Segmenter(None, detector=detector)
     for p in paths[:3]:  # warm-up: first-call allocations, OpenVINO's first inference
         from animeseg.io import read_image
 
         detector.detect(read_image(p))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     summary = run(items, segmenter, out, ["json"], engine=None if read_ahead else InOrder())
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     assert summary.succeeded == len(paths), summary.rows()
-    return len(paths) / seconds
+    return len(paths) / seconds, cpu / len(paths)
 
 
-def bench_throughput(paths: list[Path], rounds: int, tmp: Path) -> list[str]:
-    runtimes = [r for r in RUNTIMES if available(r)]
-    detectors = {r: YoloOnnxDetector(packaged_model(), runtime=r) for r in runtimes}
+def bench_throughput(paths: list[Path], rounds: int, tmp: Path, int8: Path | None) -> list[str]:
+    runs = {r: YoloOnnxDetector(packaged_model(), runtime=r) for r in RUNTIMES if available(r)}
+    if int8 is not None:  # an `animeseg export onnx --int8` file of the packaged model, on both backends
+        for r in ("onnxruntime", "openvino-fp32"):
+            if available(r):
+                runs[f"int8 file, {r}"] = YoloOnnxDetector(int8, runtime=r, conf=0.5)
     auto = YoloOnnxDetector(packaged_model()).session
-    rates: dict[str, list[float]] = {r: [] for r in runtimes}
+    rates: dict[str, list[tuple[float, float]]] = {r: [] for r in runs}
     for k in range(rounds):
-        for r in runtimes:
-            rates[r].append(images_per_second(detectors[r], paths, tmp / f"tp-{r}-{k}"))
-            print(f"round {k + 1} {r}: {rates[r][-1]:.2f} images/s", file=sys.stderr, flush=True)
+        for n, (r, detector) in enumerate(runs.items()):
+            rates[r].append(images_per_second(detector, paths, tmp / f"tp-{n}-{k}"))
+            print(f"round {k + 1} {r}: {rates[r][-1][0]:.2f} images/s", file=sys.stderr, flush=True)
     rows = [
-        f"| runtime ({len(paths)} JPEGs 1280x720, packaged model, default settings) | threads "
-        "| images/s, median | best |",
-        "|---|---|---|---|",
+        f"| runtime ({len(paths)} JPEGs 1280x720 to predictions.json, default settings) | threads "
+        "| images/s, median | best | CPU s per image |",
+        "|---|---|---|---|---|",
     ]
-    for r in runtimes:
-        s = detectors[r].session
-        default = " **(default here)**" if (s.backend, s.precision) == (auto.backend, auto.precision) else ""
-        rows.append(f"| {r}{default} | {s.threads} | {statistics.median(rates[r]):.2f} | {max(rates[r]):.2f} |")
+    for r, detector in runs.items():
+        s = detector.session
+        same = (s.path, s.backend, s.precision) == (auto.path, auto.backend, auto.precision)
+        ips = [x[0] for x in rates[r]]
+        cpu = statistics.median(x[1] for x in rates[r])
+        rows.append(
+            f"| {r}{' **(default here)**' if same else ''} | {s.threads} | {statistics.median(ips):.2f} "
+            f"| {max(ips):.2f} | {cpu:.3f} |"
+        )
     return rows
 
 
@@ -121,7 +134,7 @@ def bench_threads(paths: list[Path], rounds: int, tmp: Path) -> list[str]:
     rates: dict[tuple[int, bool], list[float]] = {s: [] for s in settings}
     for k in range(rounds):
         for threads, ahead in settings:
-            rate = images_per_second(detectors[threads], paths, tmp / f"th-{threads}-{ahead}-{k}", ahead)
+            rate = images_per_second(detectors[threads], paths, tmp / f"th-{threads}-{ahead}-{k}", ahead)[0]
             rates[threads, ahead].append(rate)
             print(f"round {k + 1} threads {threads} read-ahead {ahead}: {rate:.2f} images/s", file=sys.stderr)
     s = detectors[1].session
@@ -168,6 +181,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="runs per start-time figure")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "animeseg-bench-runtime")
+    ap.add_argument("--int8", type=Path, help="an `animeseg export onnx --int8` file to add to the throughput table")
     args = ap.parse_args()
     if not (SPRITES / "fg").is_dir():
         sys.exit(f"needs the sprites at {SPRITES}")
@@ -181,7 +195,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for section, fn in (
             ("start", lambda: bench_start(paths[0], args.repeats, Path(tmp))),
-            ("throughput", lambda: bench_throughput(paths, args.rounds, Path(tmp))),
+            ("throughput", lambda: bench_throughput(paths, args.rounds, Path(tmp), args.int8)),
             ("threads", lambda: bench_threads(paths, args.rounds, Path(tmp))),
         ):
             if section in args.sections:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -471,3 +472,31 @@ def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_pa
     onnx_run = _predict(src, tmp_path / "onnx", onnx_path, 160, sam_folder, *extra)
     assert _assert_same_predictions(torch_run, onnx_run) == 6
     assert all(a["refine"]["refined"] for a in onnx_run["annotations"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+def test_openvino_export_runs_natively_like_its_onnx(yolo_checkpoint, tmp_path, capsys):
+    """export openvino: ONNX + IR, both checked against PyTorch; the IR gives the ONNX file's instances."""
+    from animeseg.errors import InputError
+    from animeseg.runtime.metadata import model_metadata
+    from animeseg.runtime.session import create_session
+    from animeseg.runtime.yolo import YoloOnnxDetector
+    from animeseg.settings import DetectSettings
+
+    code = _cli(["export", "openvino", "--model", str(yolo_checkpoint), "--imgsz", "160", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "detector fp32 OpenVINO vs PyTorch: passed" in err and "detector fp32 ONNX vs PyTorch: passed" in err
+    xml, onnx_file = tmp_path / "tiny-seg.xml", tmp_path / "tiny-seg.onnx"
+    assert xml.with_suffix(".bin").is_file() and onnx_file.is_file()
+    assert model_metadata(xml)["names"] == model_metadata(onnx_file)["names"]  # metadata travels in rt_info
+    ir = YoloOnnxDetector(xml, DetectSettings(imgsz=160, conf=0.1), runtime="openvino-fp32")
+    assert ir.names == {i: f"class{i}" for i in range(80)} and len(ir.detect(sample_image()[0])) > 0
+    # the same function as the ONNX file (this random model's near-equal scores make NMS itself fragile)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 160, 160)).astype(np.float32)
+    ours = ir.session.run({ir.session.input_names[0]: x})
+    onnx_session = create_session(onnx_file, backend="onnxruntime")
+    for a, b in zip(ours, onnx_session.run({onnx_session.input_names[0]: x}), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    with pytest.raises(InputError, match="runs on the openvino backend"):
+        create_session(xml, backend="onnxruntime")

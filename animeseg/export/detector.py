@@ -114,6 +114,23 @@ def calibration_images() -> list[np.ndarray]:
     return [read_image(p) for p in sorted(CALIBRATION_DIR.glob("*.jpg"))]
 
 
+def export_openvino(onnx_path: Path, out: Path | None = None) -> Path:
+    """The OpenVINO IR of an ONNX export: ``<stem>.xml`` + ``.bin`` beside it (or in ``out``), weights as stored
+    (fp32 stays fp32: the runtime's precision is chosen when it runs), the export's metadata in its rt_info."""
+    import openvino as ov
+
+    dst = (out or onnx_path.parent) / f"{onnx_path.stem}.xml"
+    with tempfile.TemporaryDirectory(prefix=".animeseg-openvino-", dir=dst.parent) as tmp:
+        staged = Path(tmp) / dst.name
+        try:
+            ov.save_model(ov.convert_model(str(onnx_path)), str(staged), compress_to_fp16=False)
+        except Exception as e:
+            raise AnimesegError(f"{onnx_path}: OpenVINO conversion failed ({type(e).__name__}: {e})") from None
+        os.replace(staged.with_suffix(".bin"), dst.with_suffix(".bin"))
+        os.replace(staged, dst)
+    return dst
+
+
 def head_postprocess_nodes(model: Any) -> list[str]:
     """Names of the nodes of a YOLO head that decode boxes and scores (DFL, anchors, sigmoid, concatenations):
     kept in float, since int8 there costs box and score accuracy for no speed. The head's convolutions (box,
@@ -126,9 +143,9 @@ def head_postprocess_nodes(model: Any) -> list[str]:
 
 def quantize_detector(src: Path, dst: Path, images: list[np.ndarray], imgsz: int = 640) -> None:
     """Static int8 quantisation of a YOLO-seg ONNX export (ONNX Runtime, QDQ format): weights int8 per output
-        channel, activations uint8 with ranges calibrated on ``images`` letterboxed to ``imgsz`` (a moving average of each
-    image's min and max, which keeps memory flat: histogram calibration took 23 GB for 100 images); the head's
-        box and score decoding stays float (:func:`head_postprocess_nodes`). The export's metadata is kept."""
+    channel, activations uint8 with ranges calibrated on ``images`` letterboxed to ``imgsz`` (a moving average of
+    each image's min and max, which keeps memory flat: histogram calibration took 23 GB for 100 images); the
+    head's box and score decoding stays float (:func:`head_postprocess_nodes`). The export's metadata is kept."""
     import logging
 
     import onnx
@@ -201,9 +218,9 @@ def check_detector(
     score: raw outputs are compared rather than final detections, so an untrained model is checked as well
     as a good one and NMS ties cannot flip the verdict.
     """
-    import onnxruntime as ort
     import torch
 
+    from animeseg.runtime.session import create_session
     from animeseg.yolo import load_yolo
 
     onnx_path = Path(onnx_path)
@@ -212,9 +229,10 @@ def check_detector(
     net = load_yolo(model).model.float().eval()
     with torch.no_grad():
         pt_pred, pt_proto = _raw_detector_outputs(net(torch.from_numpy(x)))
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.astype(np.float32)}
-    ox_pred, ox_proto = (o.astype(np.float32) for o in session.run(None, feed)[:2])
+    # ONNX on ONNX Runtime, an OpenVINO IR (.xml) on OpenVINO; fp32 compute either way
+    backend = "openvino" if onnx_path.suffix == ".xml" else "onnxruntime"
+    session = create_session(onnx_path, backend, "fp32", cache=False)
+    ox_pred, ox_proto = (o.astype(np.float32) for o in session.run({session.input_names[0]: x})[:2])
     if ox_pred.shape != pt_pred.shape or ox_proto.shape != pt_proto.shape:
         raise AnimesegError(
             f"{onnx_path}: output shapes {ox_pred.shape}, {ox_proto.shape} differ from PyTorch's "

@@ -1,4 +1,5 @@
-"""An ONNX file's metadata (``metadata_props``) read straight from its protobuf, without the ``onnx`` package.
+"""A model file's metadata: an ONNX file's ``metadata_props`` read straight from its protobuf, without the ``onnx``
+package, or an OpenVINO IR's (``.xml``) ``rt_info/framework``, where OpenVINO's converter keeps them.
 
 Exporters record what a runtime needs beside the graph: Ultralytics its class names, stride, task and input size;
 animeseg's Mask R-CNN export its architecture. Reading them with ``onnx.load`` parses the whole graph (and needs
@@ -86,6 +87,22 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     except (ValueError, IndexError) as e:
         raise InputError(path, f"not an ONNX model ({e})") from None
     return meta
+
+
+def model_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an ONNX model or an OpenVINO IR (``.xml``): key -> value; a file that cannot be read is a
+    one-line :class:`InputError`."""
+    path = Path(path)
+    if path.suffix.lower() != ".xml":
+        return onnx_metadata(path)
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise InputError(path, f"not an OpenVINO model ({e})") from None
+    framework = root.find("rt_info/framework")
+    return {} if framework is None else {child.tag: child.get("value", "") for child in framework}
 
 
 def class_names(meta: dict[str, str]) -> dict[int, str]:

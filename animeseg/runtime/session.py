@@ -238,7 +238,8 @@ def create_session(
     """A :class:`Session` for the ONNX model at ``path``.
 
     Args:
-        path: an ``.onnx`` file (dynamic dimensions, a dynamic batch for example, stay dynamic).
+        path: an ``.onnx`` file, or an OpenVINO IR ``.xml`` (OpenVINO only); dynamic dimensions (a dynamic
+            batch, for example) stay dynamic.
         backend: ``auto``, ``openvino`` or ``onnxruntime`` (see the module doc for ``auto``).
         precision: ``auto``, ``fp32`` or ``bf16`` (bf16: OpenVINO only).
         threads: intra-op threads per call; None: :func:`default_threads`.
@@ -249,6 +250,10 @@ def create_session(
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(path, "model file not found")
+    if path.suffix.lower() == ".xml":  # an OpenVINO IR runs on OpenVINO only
+        if backend == "onnxruntime":
+            raise InputError(path, "an OpenVINO model runs on the openvino backend, not onnxruntime")
+        backend = "openvino"
     name = resolve_backend(backend)
     prec = resolve_precision(name, precision)
     threads = int(threads) if threads else default_threads()

@@ -31,7 +31,7 @@ from animeseg._lazy import cv2
 from animeseg.detector import check_image, unrefined_record
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
-from animeseg.runtime.metadata import class_names, onnx_metadata
+from animeseg.runtime.metadata import class_names, model_metadata
 from animeseg.runtime.session import Session, create_session, parse_runtime
 from animeseg.settings import DetectSettings, model_defaults
 
@@ -208,7 +208,8 @@ class YoloOnnxDetector:
     of ``.onnx`` YOLO-seg files and exported folders.
 
     Args:
-        model: an ``.onnx`` file, or an exported folder holding ``model.onnx``.
+        model: an ``.onnx`` file, an exported folder holding ``model.onnx``, or an OpenVINO IR ``.xml`` (from
+            ``animeseg export openvino``).
         settings: what :meth:`detect` uses by default; None: the model's own defaults
             (:func:`animeseg.settings.model_defaults`). ``overrides`` (imgsz, conf, ...) are laid over them.
         runtime: backend and precision, a name of :data:`animeseg.runtime.session.RUNTIMES` (``auto``,
@@ -236,7 +237,7 @@ class YoloOnnxDetector:
         self.path = path
         base = settings if settings is not None else model_defaults(path).detect
         self.settings: DetectSettings = base.override(**overrides)
-        meta = onnx_metadata(path)
+        meta = model_metadata(path)
         if meta.get("task", "segment") != "segment":
             raise AnimesegError(f"{path}: a YOLO {meta['task']} model, not a segmentation one")
         self.session = session or create_session(path, *parse_runtime(runtime), threads=threads)
