@@ -74,6 +74,11 @@ class Segmenter:
         """The detector's underlying model (an ``ultralytics.YOLO`` for YOLO-seg)."""
         return getattr(self.detector, "model", None)
 
+    @property
+    def concurrency(self) -> int:
+        """How many :meth:`detect` calls may run side by side from different threads (1: one at a time)."""
+        return int(getattr(self.detector, "concurrency", 1))
+
     def detect(self, image: np.ndarray) -> Instances:
         """Raw detector instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.
 

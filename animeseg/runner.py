@@ -37,7 +37,7 @@ from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.progress import ProgressCallback, Step, logger, report
-from animeseg.readahead import ReadAhead
+from animeseg.readahead import Detected, ReadAhead, reader_for
 from animeseg.track import frame_label, sequence_of
 from animeseg.writers import (
     KIND_FOLDERS,
@@ -244,12 +244,15 @@ def _process_image(
     reader: ReadAhead | None = None,
 ) -> tuple[list[dict], list[str], int]:
     t0 = time.perf_counter()
-    image = reader.read(item) if reader is not None else read_image(item.path)
+    got = reader.read(item) if reader is not None else read_image(item.path)
     tracks = None
     if _tracking(segmenter):
         segmenter.start(sequence_of(item))
         tracks = _track_path(item)
-    inst = segmenter(image)
+    if isinstance(got, Detected):  # detected ahead, on a reader thread; refined here
+        image, inst = got.image, segmenter.refine(got.image, got.instances)  # type: ignore[attr-defined]
+    else:
+        image, inst = got, segmenter(got)
     files = write_image_outputs(out, item.key, image, inst, kinds, alpha=alpha, track_path=tracks)
     h, w = image.shape[:2]
     entry = {"file_name": item.name, "height": h, "width": w, "annotations": image_annotations(inst)}
@@ -330,8 +333,9 @@ def run(
     engine = engine or LocalEngine()
     # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
     here = getattr(engine, "in_process", False)
-    # in this process, in order: the next image is decoded while this one is segmented
-    reader = ReadAhead(items) if here else None
+    # in this process, in order: the next images are decoded (and detected, where the detector runs images side
+    # by side) while this one is refined and written
+    reader = reader_for(items, segmenter) if here else None
     work = ItemWork(
         segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo), reader
     )

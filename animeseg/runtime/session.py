@@ -8,7 +8,11 @@ option. ``auto`` picks by what was measured on CPUs (docs/benchmarks.md):
   model OpenVINO fp32 ran at least as fast as ONNX Runtime fp32, and its bf16 inference precision 1.6-4x faster.
 * precision: ``bf16`` where OpenVINO reports the CPU can compute in it (AVX-512 BF16 or AMX), else ``fp32``.
   ONNX Runtime always runs the model in its own precision (``fp32``; an int8 file stays int8).
-* threads: :func:`default_threads`.
+* threads and streams: ``streams`` calls run side by side (OpenVINO streams; ONNX Runtime runs concurrent calls
+  anyway), each on ``threads`` cores (default: the cores divided among the streams). A batch keeps every core
+  busy with one image per core rather than one image on all cores: on two cores OpenVINO spent 70 ms of CPU per
+  inference single-threaded against 90 ms with two threads (their synchronisation), so the YOLO detector runs
+  one stream per core (docs/benchmarks.md).
 
 OpenVINO's compiled models are cached in ``<animeseg home>/openvino`` (``$ANIMESEG_HOME``, else
 ``~/.cache/animeseg``), so a second process loads a model in a fraction of the compile time.
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,7 @@ class Session:
         backend: ``onnxruntime`` or ``openvino``.
         precision: the inference precision actually used (``fp32`` or ``bf16``).
         threads: intra-op threads of one call.
+        streams: calls that run side by side (from different threads).
         inputs, outputs: the model's :class:`Port` s, in the model's order.
     """
 
@@ -110,6 +114,7 @@ class Session:
     backend: str
     precision: str
     threads: int
+    streams: int = 1
     inputs: list[Port]
     outputs: list[Port]
 
@@ -126,7 +131,10 @@ class Session:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<{self.backend} {self.precision} session of {self.path.name}, {self.threads} thread(s)>"
+        return (
+            f"<{self.backend} {self.precision} session of {self.path.name}, {self.streams} stream(s) of "
+            f"{self.threads} thread(s)>"
+        )
 
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
@@ -135,7 +143,7 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 class OrtSession(Session):
     """A session on ONNX Runtime's CPU execution provider."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -149,6 +157,7 @@ class OrtSession(Session):
         except Exception as e:
             raise InputError(path, f"ONNX Runtime cannot load the model ({str(e).splitlines()[0][:200]})") from None
         self.path, self.backend, self.precision, self.threads = path, "onnxruntime", "fp32", threads
+        self.streams = streams  # concurrent run() calls each get their own intra-op work
 
         def port(p: Any) -> Port:
             shape = tuple(d if isinstance(d, int) else None for d in p.shape)
@@ -170,14 +179,15 @@ def _ov_cache_dir() -> Path:
 class OpenVinoSession(Session):
     """A session on OpenVINO's CPU plugin; each thread that calls ``run`` gets its own infer request."""
 
-    def __init__(self, path: Path, threads: int, precision: str, cache: bool = True) -> None:
+    def __init__(self, path: Path, threads: int, precision: str, cache: bool = True, streams: int = 1) -> None:
         import openvino as ov
 
         core = ov.Core()
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": streams,
+            "INFERENCE_NUM_THREADS": threads * streams,
         }
         if cache:
             try:
@@ -190,6 +200,7 @@ class OpenVinoSession(Session):
         except Exception as e:
             raise InputError(path, f"OpenVINO cannot load the model ({str(e).splitlines()[0][:200]})") from None
         self.path, self.backend, self.precision, self.threads = path, "openvino", precision, threads
+        self.streams = streams
 
         def port(p: Any) -> Port:
             shape = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
@@ -234,6 +245,7 @@ def create_session(
     precision: str = "auto",
     threads: int | None = None,
     cache: bool = True,
+    streams: int = 1,
 ) -> Session:
     """A :class:`Session` for the ONNX model at ``path``.
 
@@ -242,8 +254,9 @@ def create_session(
             batch, for example) stay dynamic.
         backend: ``auto``, ``openvino`` or ``onnxruntime`` (see the module doc for ``auto``).
         precision: ``auto``, ``fp32`` or ``bf16`` (bf16: OpenVINO only).
-        threads: intra-op threads per call; None: :func:`default_threads`.
+        threads: intra-op threads per call; None: :func:`default_threads` divided among the streams.
         cache: let OpenVINO keep the compiled model in animeseg's home folder.
+        streams: calls that run side by side, each from its own thread (a batch's images in parallel).
 
     A missing or unreadable model, an unknown backend or a precision the backend lacks is a one-line error.
     """
@@ -256,12 +269,8 @@ def create_session(
         backend = "openvino"
     name = resolve_backend(backend)
     prec = resolve_precision(name, precision)
-    threads = int(threads) if threads else default_threads()
+    streams = max(1, int(streams))
+    threads = int(threads) if threads else max(1, default_threads() // streams)
     if name == "openvino":
-        return OpenVinoSession(path, threads, prec, cache=cache)
-    return OrtSession(path, threads)
-
-
-def describe(sessions: Sequence[Session]) -> str:
-    """``openvino bf16, 2 threads`` for the sessions of one model (one line, for run records and logs)."""
-    return ", ".join(f"{s.backend} {s.precision}, {s.threads} thread(s)" for s in sessions)
+        return OpenVinoSession(path, threads, prec, cache=cache, streams=streams)
+    return OrtSession(path, threads, streams)

@@ -32,7 +32,7 @@ from animeseg.detector import check_image, unrefined_record
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
 from animeseg.runtime.metadata import class_names, model_metadata
-from animeseg.runtime.session import Session, create_session, parse_runtime
+from animeseg.runtime.session import Session, create_session, default_threads, parse_runtime
 from animeseg.settings import DetectSettings, model_defaults
 
 __all__ = ["Letterbox", "YoloOnnxDetector", "decode", "letterbox", "masks_in_boxes", "nms"]
@@ -203,6 +203,11 @@ def masks_in_boxes(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, sh
     return masks
 
 
+def _check_device(settings: DetectSettings) -> None:
+    if settings.device not in (None, "cpu"):
+        raise AnimesegError(f"device {settings.device}: ONNX models run on the CPU here (use a .pt model)")
+
+
 class YoloOnnxDetector:
     """An Ultralytics YOLO-seg ONNX export run natively (see the module doc): the :class:`~animeseg.detector.Detector`
     of ``.onnx`` YOLO-seg files and exported folders.
@@ -213,8 +218,10 @@ class YoloOnnxDetector:
         settings: what :meth:`detect` uses by default; None: the model's own defaults
             (:func:`animeseg.settings.model_defaults`). ``overrides`` (imgsz, conf, ...) are laid over them.
         runtime: backend and precision, a name of :data:`animeseg.runtime.session.RUNTIMES` (``auto``,
-            ``onnxruntime``, ``openvino-bf16``...); threads: intra-op threads (see
-            :func:`animeseg.runtime.session.create_session`).
+            ``onnxruntime``, ``openvino-bf16``...); streams, threads: images detected side by side (from
+            different threads) and the threads of each (see :func:`animeseg.runtime.session.create_session`).
+            Default: one single-threaded stream per core, so a batch (:mod:`animeseg.runner`) keeps every core
+            on an image of its own; ``streams=1`` with all cores' threads gives one image the lowest latency.
         session: an already made session of ``model`` to use instead.
 
     A static ONNX input decides the letterbox size, whatever ``imgsz`` says (as Ultralytics does); a dynamic one
@@ -228,6 +235,7 @@ class YoloOnnxDetector:
         *,
         runtime: str = "auto",
         threads: int | None = None,
+        streams: int | None = None,
         session: Session | None = None,
         **overrides: Any,
     ) -> None:
@@ -237,10 +245,13 @@ class YoloOnnxDetector:
         self.path = path
         base = settings if settings is not None else model_defaults(path).detect
         self.settings: DetectSettings = base.override(**overrides)
+        _check_device(self.settings)
         meta = model_metadata(path)
         if meta.get("task", "segment") != "segment":
             raise AnimesegError(f"{path}: a YOLO {meta['task']} model, not a segmentation one")
-        self.session = session or create_session(path, *parse_runtime(runtime), threads=threads)
+        if streams is None:
+            streams = 1 if threads else default_threads()
+        self.session = session or create_session(path, *parse_runtime(runtime), threads=threads, streams=streams)
         self.names: dict[int, str] = class_names(meta)
         outputs = self.session.outputs
         if len(outputs) < 2 or len(outputs[0].shape) != 3 or len(outputs[1].shape) != 4:
@@ -249,6 +260,11 @@ class YoloOnnxDetector:
         if not self.names:
             self.names = {i: str(i) for i in range(self.nc)}
         self._input = self.session.inputs[0]
+
+    @property
+    def concurrency(self) -> int:
+        """How many :meth:`detect` calls run side by side (from different threads) without waiting."""
+        return self.session.streams
 
     def input_size(self, settings: DetectSettings | None = None) -> tuple[int, int]:
         """(H, W) of the network input: the model's own when static, else ``imgsz`` square."""
@@ -269,8 +285,7 @@ class YoloOnnxDetector:
         ``settings`` replaces :attr:`settings` for this call (``device`` must be None or ``cpu``).
         """
         settings = settings or self.settings
-        if settings.device not in (None, "cpu"):
-            raise AnimesegError(f"device {settings.device}: ONNX models run on the CPU here (use a .pt model)")
+        _check_device(settings)
         outputs, box = self.infer(image, settings)
         return self.postprocess(outputs, box, settings)
 
