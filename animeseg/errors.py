@@ -87,9 +87,10 @@ def missing_extra(error: ImportError, what: str = "") -> MissingExtraError | Non
     return MissingExtraError(top, MODULE_EXTRAS[top], what)
 
 
-def require(module: str, what: str = "") -> object:
+def require(module: str, what: str = "", extra: str | None = None) -> object:
     """Import and return ``module`` (an optional one, see :data:`MODULE_EXTRAS`), or raise
-    :class:`MissingExtraError` saying which extra installs it; ``what`` names what needs it (``--alpha matte``)."""
+    :class:`MissingExtraError` saying which extra installs it (``extra``, else the module's own); ``what`` names
+    what needs it (``--alpha matte``)."""
     import importlib
 
     try:
@@ -98,4 +99,6 @@ def require(module: str, what: str = "") -> object:
         hint = missing_extra(e, what)
         if hint is None:
             raise
+        if extra is not None:
+            hint = MissingExtraError(hint.module, extra, what)
         raise hint from None

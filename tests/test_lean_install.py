@@ -90,6 +90,7 @@ def test_what_needs_an_extra_says_which_in_one_line(lean, tmp_path):
         (("predict", EXAMPLE, "--save", "cutouts", "--alpha", "matte"), "animeseg[matte]"),
         (("predict", EXAMPLE, "--track"), "animeseg[train]"),
         (("serve",), "animeseg[web]"),
+        (("export", "onnx"), "animeseg export needs torch, which is not installed: pip install 'animeseg[export]'"),
         (("predict", EXAMPLE, "--engine", "ray"), "animeseg[ray]"),
         (("predict", EXAMPLE, "--runtime", "tensorrt"), "--runtime tensorrt: choose one of auto, openvino"),
     ]

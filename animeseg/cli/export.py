@@ -62,6 +62,7 @@ def onnx_command(
 
     A failed parity check is an error (exit code 2): the files are kept for inspection but must not be used.
     """
+    _require_export()
     if model is None and sam_checkpoint is None:
         from animeseg.weights import packaged_model
 
@@ -160,6 +161,7 @@ def openvino_command(
     `animeseg predict --model OUT/<name>.xml` runs it on OpenVINO (bf16 where the CPU has it). The ONNX file is
     checked against PyTorch first, then the IR on OpenVINO in fp32; a failed check is an error (exit code 2).
     """
+    _require_export()
     from animeseg import export as ex
     from animeseg.cli.console import console, progress, summary_table
     from animeseg.weights import packaged_model
@@ -188,6 +190,14 @@ def openvino_command(
     console.print(summary_table("OpenVINO export", ["file", "size", "precision", "parity"], rows))
     for report in reports:
         ex.raise_if_failed(report)
+
+
+def _require_export() -> None:
+    """Exporting reads PyTorch checkpoints and writes ONNX: one line naming the extra when either is missing."""
+    from animeseg.errors import require
+
+    for module in ("torch", "ultralytics", "onnx"):
+        require(module, "animeseg export", extra="export")
 
 
 def _calibration_images(sources: list[str], limit: int = 200) -> list[Any]:
