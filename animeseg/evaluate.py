@@ -183,7 +183,9 @@ def evaluate(
 
     failures: list[tuple[str, str]] = []
     ok_ids: list[int] = []
-    for done, outcome in enumerate((engine or LocalEngine()).map(work, todo), 1):
+    # a native detector runs images side by side (one inference stream per core); refiners run one at a time
+    workers = 1 if has_refiner else int(getattr(seg, "concurrency", 1))
+    for done, outcome in enumerate((engine or LocalEngine(workers)).map(work, todo), 1):
         img = outcome.item
         report(on_progress, Step("evaluate", done, len(todo), img.file_name))
         if not outcome.ok:
