@@ -19,40 +19,26 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from animeseg.instances import Instances
+from animeseg.instances import Instances, check_image, unrefined_record
+from animeseg.settings import DetectSettings, model_defaults
 
-
-def unrefined_record(reason: str = "no refiner") -> dict[str, Any]:
-    """The refinement record of an instance that kept the detector's mask without any refiner being asked."""
-    return {
-        "method": "none",
-        "refined": False,
-        "candidate": None,
-        "candidate_score": None,
-        "agreement": None,
-        "reason": reason,
-    }
+__all__ = ["Detector", "YoloDetector", "check_image", "load_detector", "unrefined_record"]
 
 
 @runtime_checkable
 class Detector(Protocol):
-    """What the Segmenter needs from a detector: class names and ``detect``.
+    """What the Segmenter needs from a detector: class names, its default settings and ``detect``.
 
     ``detect`` takes an RGB (H, W, 3) uint8 image and returns :class:`Instances` with (N, H, W) bool masks at the
-    image's own resolution, in descending score order, each with an :func:`unrefined_record`.
+    image's own resolution, in descending score order, each with an :func:`unrefined_record`. ``settings`` are
+    what it uses when a call passes none; a call's own ``settings`` apply to that call only (their ``device`` is
+    ignored: the model stays where it was loaded).
     """
 
     names: dict[int, str]
+    settings: DetectSettings
 
-    def detect(self, image: np.ndarray) -> Instances: ...
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """``image`` as an array, or a ValueError when it is not RGB (H, W, 3) uint8."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
-    return image
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances: ...
 
 
 class YoloDetector:
@@ -60,49 +46,45 @@ class YoloDetector:
 
     Args:
         model: weights file or a model config (see :func:`animeseg.yolo.load_yolo`).
-        imgsz, conf, iou, max_det, classes: as in Ultralytics' ``predict``; ``classes`` keeps only those ids.
-        device: a torch device (``cpu``, ``cuda:0``); None lets Ultralytics choose (CPU for ONNX models).
+        settings: what :meth:`detect` uses by default (None: the model's own, :func:`animeseg.settings.model_defaults`);
+            ``device`` is a torch device (``cpu``, ``cuda:0``) or None to let Ultralytics choose (CPU for ONNX).
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        imgsz: int = 640,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        max_det: int = 300,
-        device: str | None = None,
-        classes: list[int] | None = None,
-    ) -> None:
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
         from animeseg.yolo import load_yolo
 
         self.model = load_yolo(model, task="segment")
-        self.args: dict[str, Any] = {
-            "imgsz": imgsz,
-            "conf": conf,
-            "iou": iou,
-            "max_det": max_det,
-            "classes": list(classes) if classes is not None else None,
+        self.settings = settings if settings is not None else model_defaults(model).detect
+        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names or {}).items()}
+
+    def _args(self, settings: DetectSettings) -> dict[str, Any]:
+        """Ultralytics' ``predict`` arguments for ``settings`` (the device is the one the model was loaded for)."""
+        args: dict[str, Any] = {
+            "imgsz": settings.imgsz,
+            "conf": settings.conf,
+            "iou": settings.iou,
+            "max_det": settings.max_det,
+            "classes": list(settings.classes) if settings.classes is not None else None,
             "rect": False,  # one square letterbox for every backend (see the module doc)
             # masks straight at the original image size, from the prototypes (not a resize of letterbox masks)
             "retina_masks": True,
             "verbose": False,
             "save": False,
         }
-        if device is not None:
-            self.args["device"] = device
-        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names or {}).items()}
+        if self.settings.device is not None:
+            args["device"] = self.settings.device
+        return args
 
-    def detect(self, image: np.ndarray) -> Instances:
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Raw YOLO instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.
 
-        Instances come in Ultralytics' order (descending score). No instance: ``Instances.empty``.
+        ``settings``: this call's (default :attr:`settings`). Instances come in Ultralytics' order (descending
+        score). No instance: ``Instances.empty``.
         """
         image = check_image(image)
         h, w = image.shape[:2]
         bgr = np.ascontiguousarray(image[..., ::-1])  # Ultralytics treats numpy input as OpenCV BGR
-        result = self.model.predict(bgr, **self.args)[0]
+        result = self.model.predict(bgr, **self._args(settings or self.settings))[0]
         if result.names:
             self.names = {int(k): str(v) for k, v in result.names.items()}
         if result.boxes is None or len(result.boxes) == 0 or result.masks is None:
@@ -123,35 +105,36 @@ class YoloDetector:
         )
 
 
-def load_detector(model: str | Path, runtime: str = "auto", **settings: Any) -> Detector:
+def load_detector(model: str | Path, settings: DetectSettings | None = None) -> Detector:
     """The detector for a model file, by the architecture the file records
     (:func:`animeseg.maskrcnn.model.architecture`): Mask R-CNN for animeseg Mask R-CNN checkpoints and their ONNX
-    exports, YOLO-seg for the rest: ``.onnx`` files and exported folders on animeseg's own runtime
+    exports, YOLO-seg for the rest: ``.onnx`` files, exported folders and OpenVINO IRs on animeseg's own runtime
     (:class:`animeseg.runtime.yolo.YoloOnnxDetector`, no torch), ``.pt`` checkpoints and model configs on
     Ultralytics (:class:`YoloDetector`). A checkpoint of an unknown architecture is a one-line error.
 
-    ``settings`` are the detector's keyword arguments (imgsz, conf, iou, max_det, device, classes); ``runtime``
-    picks the backend and precision of ONNX YOLO-seg models (:data:`animeseg.runtime.session.RUNTIMES`).
+    ``settings``: the detector's default settings (None: the model's own, :func:`animeseg.settings.model_defaults`).
     """
     from animeseg.maskrcnn.model import architecture
 
+    if settings is None:
+        settings = model_defaults(model).detect
     if architecture(model) == "maskrcnn":
         if Path(model).suffix == ".onnx":
-            from animeseg.maskrcnn.export import MaskRCNNOnnxDetector
+            from animeseg.maskrcnn.detector import MaskRCNNOnnxDetector
 
-            return MaskRCNNOnnxDetector(model, **settings)
+            return MaskRCNNOnnxDetector(model, settings)
         from animeseg.maskrcnn.detector import MaskRCNNDetector
 
-        return MaskRCNNDetector(model, **settings)
+        return MaskRCNNDetector(model, settings)
     if runs_natively(model):
         from animeseg.runtime.yolo import YoloOnnxDetector
 
-        return YoloOnnxDetector(model, runtime=runtime, **settings)
-    return YoloDetector(model, **settings)
+        return YoloOnnxDetector(model, settings)
+    return YoloDetector(model, settings)
 
 
 def runs_natively(model: str | Path) -> bool:
     """True for an ``.onnx`` file, an exported folder holding ``model.onnx`` or an OpenVINO IR ``.xml``: these run
-    on animeseg's own runtime (:mod:`animeseg.runtime`), without torch or Ultralytics."""
+    on animeseg's own runtime (:mod:`animeseg.runtime`, settings' ``runtime``), without torch or Ultralytics."""
     path = Path(model).expanduser()
     return path.suffix.lower() in (".onnx", ".xml") or (path.is_dir() and (path / "model.onnx").is_file())

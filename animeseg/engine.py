@@ -19,11 +19,13 @@ T = TypeVar("T")
 
 @dataclass
 class Outcome(Generic[T]):
-    """What the work on one item gave: ``value`` when it succeeded, else ``error`` (one line)."""
+    """What the work on one item gave: ``value`` when it succeeded, else ``error`` (one line); ``bad_input`` when
+    the item itself is unusable (an :class:`InputError`: running it again cannot help)."""
 
     item: T
     value: Any = None
     error: str | None = None
+    bad_input: bool = False
 
     @property
     def ok(self) -> bool:
@@ -85,4 +87,4 @@ def _outcome(work: Callable[[T], Any], item: T) -> Outcome[T]:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
-        return Outcome(item, error=failure_message(e))
+        return Outcome(item, error=failure_message(e), bad_input=isinstance(e, InputError))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from animeseg.engine import Outcome, failure_message
-from animeseg.errors import AnimesegError
+from animeseg.errors import AnimesegError, InputError
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ class _Worker:
         try:
             return Outcome(item, self.work(item))
         except Exception as e:
-            return Outcome(item, error=failure_message(e))
+            return Outcome(item, error=failure_message(e), bad_input=isinstance(e, InputError))
 
 
 class RayEngine:

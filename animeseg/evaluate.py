@@ -30,14 +30,16 @@ from animeseg.ground_truth import (
 from animeseg.instances import Instances
 from animeseg.io import read_image, write_json, write_text
 from animeseg.metrics import BETA2, coco_metrics, foreground_metrics, markdown_table
+from animeseg.predict import MODEL_DEFAULT, Segmenter
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.settings import AP_SETTINGS, DetectSettings, model_defaults
 from animeseg.writers import PredictionsBuilder, image_annotations
 
 
-def _segmenter(model: str | Path, refiner: Any, **kwargs: Any) -> Any:
-    from animeseg.predict import Segmenter
-
-    return Segmenter(model, refiner, **kwargs)
+def eval_settings(model: str | Path, **explicit: Any) -> DetectSettings:
+    """The detection settings ``evaluate`` uses for ``model``: its own defaults, :data:`AP_SETTINGS` over them,
+    then every explicit (not None) setting."""
+    return model_defaults(model).detect.override(**AP_SETTINGS).override(**explicit)
 
 
 def refine_confident(seg: Any, image: np.ndarray, raw: Instances, threshold: float) -> Instances:
@@ -98,16 +100,16 @@ def evaluate(
     split: str = "val",
     images: str | Path | None = None,
     classes: Sequence[str] | dict | None = None,
-    imgsz: int = 640,
-    conf: float = 0.001,
-    iou: float = 0.7,
-    max_det: int = 100,
+    imgsz: int | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
     threshold: float | None = None,
     device: str | None = None,
-    refiner: Any = None,
+    refiner: Any = MODEL_DEFAULT,
     out: str | Path | None = None,
     segmenter: Any = None,
-    runtime: str = "auto",
+    runtime: str | None = None,
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
 ) -> dict[str, Any]:
@@ -120,48 +122,37 @@ def evaluate(
         data: a built dataset (``data.yaml`` or folder; ground truth from ``annotations/<split>.json``) or a COCO
             instances JSON (images under ``images``, else next to the file).
         classes: ``MODEL=GT`` class mapping (see :func:`animeseg.ground_truth.class_map`); default: equal names.
-        imgsz, iou, max_det, device: detection settings.
-        conf: lowest score kept; AP needs the low-confidence detections too (COCOeval reads the top 100).
+        imgsz, conf, iou, max_det, device: detection settings; None: :func:`eval_settings` (the model's own, with
+            ``conf`` 0.001 and ``max_det`` 100: AP needs the low-confidence detections too).
         threshold: score from which a detection counts as found, for foreground metrics and instance counts, and
-            from which it is refined; None: the model's default ``conf`` in predict
-            (:func:`animeseg.weights.model_settings`: 0.5 for the packaged model, else 0.25).
-        refiner: a Refiner (``animeseg.refine.build_refiner``): the refined masks are scored too, same detections.
+            from which it is refined; None: the model's default ``conf``, what ``predict`` keeps
+            (:func:`animeseg.settings.model_defaults`).
+        refiner: a Refiner (``animeseg.refine.build_refiner``) or a refiner name: the refined masks are scored
+            too, same detections; None or ``"none"``: raw masks only; default: the model's own refiner.
         out: output folder (default ``runs/eval/<model stem>-<split>``).
         segmenter: an already built ``Segmenter`` to use instead of building one from the settings above.
-        runtime: backend and precision of ONNX models (:data:`animeseg.runtime.session.RUNTIMES`).
+        runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`); None: ``auto``.
         on_progress: receives a :class:`~animeseg.progress.Step` per image (task ``evaluate``).
         engine: runs each image (default: :class:`~animeseg.engine.LocalEngine`).
     """
+    defaults = model_defaults(model)
     if threshold is None:  # score what `animeseg predict` with this model outputs by default
-        from animeseg.weights import model_settings
-
-        threshold = model_settings(model)["conf"]
+        threshold = defaults.detect.conf
+    settings = eval_settings(model, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, runtime=runtime)
     gt = load_ground_truth(data, split, images)
     categories = gt.categories
     seg = segmenter
     if seg is None:
-        seg = _segmenter(
-            model, refiner, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, runtime=runtime
-        )
+        seg = Segmenter(model, refiner, settings)
     mapping = class_map(dict(seg.names), categories, classes)
     if segmenter is None and len(mapping) < len(seg.names):
-        seg = _segmenter(
-            model,
-            refiner,
-            imgsz=imgsz,
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            device=device,
-            classes=sorted(mapping),
-            runtime=runtime,
-        )
+        seg = Segmenter(model, seg.refiner, settings, classes=sorted(mapping), detector=seg.detector)
     cat_ids = sorted(set(mapping.values()))
     unmapped = [n for c, n in categories.items() if c not in cat_ids]
     if unmapped:
         logger.warning(f"ground-truth categories without a model class are not scored: {', '.join(unmapped)}")
     out = Path(out or Path("runs/eval") / f"{Path(str(model)).stem}-{split}").expanduser().resolve()
-    has_refiner = getattr(seg, "refiner", refiner) is not None
+    has_refiner = getattr(seg, "refiner", None) is not None
     used_categories = [c for c in gt.coco.dataset["categories"] if int(c["id"]) in cat_ids]
 
     names = [("raw", "predictions.json")] + ([("refined", "predictions-refined.json")] if has_refiner else [])
@@ -223,12 +214,8 @@ def evaluate(
         },
         "class_map": {seg.names[m]: categories[g] for m, g in sorted(mapping.items())},
         "settings": {
-            "imgsz": imgsz,
-            "conf": conf,
-            "iou": iou,
-            "max_det": max_det,
+            **{k: v for k, v in settings.as_dict().items() if k != "classes"},
             "threshold": threshold,
-            "device": device,
             "refiner": getattr(getattr(seg, "refiner", None), "name", None),
             "beta2": BETA2,
         },

@@ -175,10 +175,28 @@ def fuse(instances: Instances, candidates: Candidates, method: str, **thresholds
                 "reason": reason,
             }
         )
+    picked = final.copy()
     final, lost = settle_overlaps(final, instances.masks, instances.scores)
     for rec, n_lost in zip(records, lost, strict=True):
         rec["contested"] = int(n_lost)
-    out = Instances(instances.boxes.copy(), instances.scores, instances.classes, final, dict(instances.names), records)
+    alphas = None
+    if candidates.alphas is not None:
+        # an accepted candidate brings its soft alpha; the others keep their binary mask as alpha; pixels lost in
+        # an overlap lose their alpha too
+        alphas = np.where(final, 255, 0).astype(np.uint8)
+        for i, rec in enumerate(records):
+            if rec["refined"]:
+                alphas[i] = np.where(picked[i] & ~final[i], 0, candidates.alphas[i, rec["candidate"]])
+    out = Instances(
+        instances.boxes.copy(),
+        instances.scores,
+        instances.classes,
+        final,
+        dict(instances.names),
+        records,
+        instances.track_ids,
+        alphas,
+    )
     boxes = out.boxes_from_masks()
     nonempty = final.reshape(n, -1).any(1) if n else np.zeros(0, bool)
     out.boxes[nonempty] = boxes[nonempty]  # an instance whose mask was empty all along keeps its detector box

@@ -21,6 +21,8 @@ class Instances:
         refine: one dict per instance saying which mask was kept and why (empty dicts when not refined).
         track_ids: (N,) int64 ids linking instances across the frames of one sequence (see
             :mod:`animeseg.track`); None when the instances were not tracked.
+        alphas: (N, H, W) uint8 soft alpha (0-255) of each instance, from a refiner that predicts one (the
+            learned refiner); None otherwise. ``--alpha matte`` cut-outs use it instead of image matting.
     """
 
     boxes: np.ndarray
@@ -30,6 +32,7 @@ class Instances:
     names: dict[int, str] = field(default_factory=dict)
     refine: list[dict[str, Any]] = field(default_factory=list)
     track_ids: np.ndarray | None = None
+    alphas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -52,6 +55,10 @@ class Instances:
             self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
             if len(self.track_ids) != n:
                 raise ValueError(f"track_ids has {len(self.track_ids)} ids for {n} instances")
+        if self.alphas is not None:
+            self.alphas = np.asarray(self.alphas, dtype=np.uint8)
+            if self.alphas.shape != self.masks.shape:
+                raise ValueError(f"alphas {self.alphas.shape} do not match masks {self.masks.shape}")
 
     @classmethod
     def empty(cls, height: int, width: int, names: dict[int, str] | None = None) -> Instances:
@@ -78,6 +85,7 @@ class Instances:
             dict(self.names),
             [self.refine[i] for i in idx],
             self.track_ids[idx] if self.track_ids is not None else None,
+            self.alphas[idx] if self.alphas is not None else None,
         )
 
     def boxes_from_masks(self) -> np.ndarray:
@@ -93,3 +101,23 @@ class Instances:
     def class_names(self) -> list[str]:
         """Name of each instance's class (the id as text when unnamed)."""
         return [self.names.get(int(c), str(int(c))) for c in self.classes]
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as an array, or a ValueError when it is not RGB (H, W, 3) uint8."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+    return image
+
+
+def unrefined_record(reason: str = "no refiner") -> dict[str, Any]:
+    """The refinement record of an instance that kept the detector's mask without any refiner being asked."""
+    return {
+        "method": "none",
+        "refined": False,
+        "candidate": None,
+        "candidate_score": None,
+        "agreement": None,
+        "reason": reason,
+    }

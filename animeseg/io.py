@@ -30,6 +30,31 @@ MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit, made an error
 MIN_SIDE = 2
 
 
+#: Suffixes of PyTorch checkpoint files (YOLO, Mask R-CNN and SAM weights).
+TORCH_EXTS = (".pt", ".pth", ".ckpt")
+
+
+def torch_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a PyTorch checkpoint, read from its first bytes (None when it may be one).
+
+    ``torch.save`` writes a zip archive (legacy files: a pickle, first byte 0x80); anything else (a text file, an
+    image renamed .pt) would fail deep inside the unpickler with an opaque ``KeyError``.
+    """
+    import zipfile
+
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    if not head:
+        return "file is empty"
+    if head[:1] == b"\x80" or zipfile.is_zipfile(path):
+        return None
+    return "not a PyTorch checkpoint (torch.save writes a zip archive; this file is something else)"
+
+
 # --------------------------------------------------------------------------------------------------- writing
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -116,3 +116,67 @@ def mask_to_polygon(mask: np.ndarray, epsilon: float = 0.5, min_area: float = 1.
 def polygon_to_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
     """(K, 2) pixel polygon -> (H, W) bool, rasterised like COCO does."""
     return polygons_to_mask([np.asarray(polygon, float).reshape(-1).tolist()], height, width)
+
+
+#: Half-size of the box blur :func:`occlusion_order` measures a shared boundary's neighbourhood with (pixels).
+BOUNDARY_RADIUS = 3
+
+
+def occlusion_order(masks: np.ndarray, tiebreak: Sequence[float] | None = None) -> list[int]:
+    """Stacking order of instance masks (N, H, W) bool, bottom first: an occluding instance comes after (above)
+    the instances it occludes.
+
+    Where two masks meet, the shared boundary is the occluder's own silhouette: its mask is whole there, while
+    what is left of the occluded one along it is cut by that silhouette into remainders (slivers of hair, an arm,
+    the edge of a body peeking out). So each mask is box-blurred over :data:`BOUNDARY_RADIUS` pixels and
+    averaged over the pixels of their shared boundary (within 2 pixels of both): the mask that covers more of
+    that neighbourhood wins the boundary and is in front (a margin of 0.02 leaves even boundaries undecided).
+    On composites with a known order this puts the occluder on top for 91% of overlapping pairs of held-out
+    sprites and 79% of synthetic characters (docs/benchmarks.md). The pairwise decisions are ordered
+    topologically; instances they leave free (not touching, undecided, or in a cycle) go by ``tiebreak`` (N,),
+    lower first (default: the bottom row of the mask, so a character standing lower in the picture, nearer the
+    viewer, goes higher in the stack).
+    """
+    n = len(masks)
+    if n < 2:
+        return list(range(n))
+    if tiebreak is None:
+        rows = masks.any(axis=2)
+        tiebreak = [float(np.flatnonzero(r)[-1]) if r.any() else -1.0 for r in rows]
+    boxes = [mask_to_box(m) for m in masks]
+    areas = masks.reshape(n, -1).sum(axis=1)
+    below: list[set[int]] = [set() for _ in range(n)]  # below[i]: instances that must be under i
+    h, w = masks.shape[1:]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if areas[i] == 0 or areas[j] == 0:
+                continue
+            r = BOUNDARY_RADIUS
+            bi, bj = boxes[i], boxes[j]
+            if bi[0] > bj[2] + 2 or bj[0] > bi[2] + 2 or bi[1] > bj[3] + 2 or bj[1] > bi[3] + 2:
+                continue  # apart: nothing to decide
+            x1, y1 = max(int(min(bi[0], bj[0])) - r - 2, 0), max(int(min(bi[1], bj[1])) - r - 2, 0)
+            x2, y2 = min(int(max(bi[2], bj[2])) + r + 2, w), min(int(max(bi[3], bj[3])) + r + 2, h)
+            a = masks[i, y1:y2, x1:x2].astype(np.uint8)
+            b = masks[j, y1:y2, x1:x2].astype(np.uint8)
+            kernel = np.ones((5, 5), np.uint8)
+            shared = cv2.dilate(a, kernel).astype(bool) & cv2.dilate(b, kernel).astype(bool) & ((a | b) > 0)
+            if shared.sum() < 5:
+                continue
+            size = (2 * r + 1, 2 * r + 1)
+            cover_a = float(cv2.blur(a.astype(np.float32), size)[shared].mean())
+            cover_b = float(cv2.blur(b.astype(np.float32), size)[shared].mean())
+            if cover_a - cover_b > 0.02:
+                below[i].add(j)  # i holds more of the boundary's neighbourhood: in front of j
+            elif cover_b - cover_a > 0.02:
+                below[j].add(i)
+    order: list[int] = []
+    remaining = set(range(n))
+    while remaining:
+        free = [k for k in remaining if not (below[k] & remaining)]
+        # a cycle of decisions: take the instance that breaks the fewest of them
+        pool = free or [min(remaining, key=lambda k: len(below[k] & remaining))]
+        pick = min(pool, key=lambda k: (float(tiebreak[k]), k))
+        order.append(pick)
+        remaining.remove(pick)
+    return order

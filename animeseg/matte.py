@@ -131,3 +131,29 @@ def matte(image: np.ndarray, mask: np.ndarray, radius: int | None = None) -> Mat
     soft = (alpha_crop > 0) & (alpha_crop < 1)
     foreground[y0:y1, x0:x1][soft] = np.clip(fg_crop[soft] * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Matte(alpha, foreground, r)
+
+
+def from_alpha(image: np.ndarray, alpha: np.ndarray) -> Matte:
+    """A cut-out from a soft ``alpha`` (H, W) uint8 predicted elsewhere (the learned refiner), with colours cleaned
+    of the old background at the soft edge: ``F = (I - (1 - a) B) / a``, the background ``B`` estimated from the
+    nearby fully transparent pixels (a normalised Gaussian average). Far cheaper than :func:`matte`."""
+    image = np.ascontiguousarray(np.asarray(image)[..., :3])
+    a = np.asarray(alpha, np.float32) / 255.0
+    foreground = image.copy()
+    soft = (a > 0) & (a < 1)
+    if soft.any():
+        ys, xs = np.nonzero(soft)
+        m = 8  # the background estimate reaches this far
+        h, w = a.shape
+        y0, y1 = max(int(ys.min()) - m, 0), min(int(ys.max()) + m + 1, h)
+        x0, x1 = max(int(xs.min()) - m, 0), min(int(xs.max()) + m + 1, w)
+        crop = image[y0:y1, x0:x1].astype(np.float32)
+        ac = a[y0:y1, x0:x1]
+        weight = (ac == 0).astype(np.float32)
+        bg = cv2.GaussianBlur(crop * weight[..., None], (0, 0), 3.0)
+        norm = cv2.GaussianBlur(weight, (0, 0), 3.0)[..., None]
+        bg = np.where(norm > 1e-3, bg / np.maximum(norm, 1e-3), crop)
+        fg = (crop - (1.0 - ac[..., None]) * bg) / np.maximum(ac[..., None], 0.05)
+        sc = soft[y0:y1, x0:x1]
+        foreground[y0:y1, x0:x1][sc] = np.clip(fg[sc] + 0.5, 0, 255).astype(np.uint8)
+    return Matte(a, foreground, 0)

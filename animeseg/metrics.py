@@ -63,7 +63,7 @@ def coco_metrics(
     annotations: list[dict[str, Any]],
     image_ids: Sequence[int],
     category_ids: Sequence[int],
-    threshold: float = 0.25,
+    threshold: float,
 ) -> dict[str, Any]:
     """COCOeval mask and box metrics of detection records, plus instance counts at ``threshold``.
 

@@ -1,68 +1,142 @@
 """The prediction library API: detector instances at full resolution, optionally refined and fused.
 
+    >>> import animeseg
+    >>> instances = animeseg.segment(image)   # the packaged model with its defaults; image: (H, W, 3) RGB uint8
+
     >>> from animeseg.predict import Segmenter
-    >>> from animeseg.refine import build_refiner
-    >>> seg = Segmenter("weights/best.pt", refiner=build_refiner("grabcut"))
-    >>> instances = seg(image)          # image: (H, W, 3) RGB uint8 -> Instances
+    >>> seg = Segmenter()                     # the same, loaded once and reused
+    >>> seg = Segmenter("weights/best.pt", refiner="grabcut", conf=0.4)
+    >>> instances = seg(image)                # Instances
 
 The model is loaded once, in the constructor (through :func:`animeseg.detector.load_detector`); every call
-reuses it.
+reuses it. Settings start from the model's own defaults (:func:`animeseg.settings.model_defaults`) and the
+options given explicitly win.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from animeseg.detector import Detector, load_detector, unrefined_record
-from animeseg.instances import Instances
+from animeseg.detector import Detector, load_detector
+from animeseg.errors import AnimesegError
+from animeseg.instances import Instances, unrefined_record
 from animeseg.refine.base import Refiner
+from animeseg.settings import DetectSettings, model_defaults
 
-__all__ = ["LazySegmenter", "Segmenter", "SegmenterSpec", "unrefined_record"]
+__all__ = [
+    "MODEL_DEFAULT",
+    "LazySegmenter",
+    "Segmenter",
+    "SegmenterSpec",
+    "check_classes",
+    "segment",
+    "unrefined_record",
+]
+
+
+class _ModelDefault:
+    """The type of :data:`MODEL_DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "MODEL_DEFAULT"
+
+
+#: ``refiner=MODEL_DEFAULT``: the refiner the model's defaults name (``model_defaults(model).refine``).
+MODEL_DEFAULT: Any = _ModelDefault()
+
+
+def check_classes(classes: tuple[int, ...] | None, names: dict[int, str], model: object) -> None:
+    """Raise a one-line :class:`AnimesegError` (misuse) when ``classes`` holds ids ``model`` does not have."""
+    if classes is None or not names:
+        return
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        known = ", ".join(f"{k} ({v})" for k, v in sorted(names.items())[:8]) + (" ..." if len(names) > 8 else "")
+        label = Path(str(model)).name if model is not None else "the model"
+        ids = ",".join(map(str, unknown))
+        raise AnimesegError(f"--classes {ids}: {label} has no such class; its classes are {known}")
+
+
+def _refiner(refiner: Any, default: str) -> Refiner | None:
+    """A refiner object from what a caller gave: MODEL_DEFAULT (the model's), a name, None or a refiner."""
+    if refiner is MODEL_DEFAULT:
+        refiner = default
+    if refiner is None or isinstance(refiner, str):
+        from animeseg.refine import build_refiner
+
+        return build_refiner(refiner or "none")
+    return refiner
 
 
 class Segmenter:
-    """Detection (YOLO-seg ``.pt`` or ``.onnx`` today) plus optional mask refinement.
+    """Detection (YOLO-seg or Mask R-CNN, ``.pt`` or ``.onnx``) plus optional mask refinement.
 
     Args:
-        model: weights file (``.pt``/``.onnx``, or an exported folder holding ``model.onnx``) or a model config.
-        refiner: a :class:`~animeseg.refine.base.Refiner` whose candidates are fused into the detector's masks;
-            None keeps them (``refine`` is then the identity).
-        imgsz, conf, iou, max_det, device, classes: the detector's settings; ``classes`` keeps only those class
-            ids. ``device`` (``cpu``, ``0``, ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`;
-            None lets the detector choose (CPU for ONNX models).
-        detector: an already built :class:`~animeseg.detector.Detector` to use instead of loading ``model``.
-        runtime: backend and precision of ONNX models (``auto``, ``onnxruntime``, ``openvino-bf16``...: see
-            :data:`animeseg.runtime.session.RUNTIMES`).
+        model: weights file (``.pt``/``.onnx``, or an exported folder holding ``model.onnx``) or a model config;
+            None: :func:`animeseg.weights.default_model` (the packaged anime model unless you trained one).
+        refiner: a :class:`~animeseg.refine.base.Refiner` whose candidates are fused into the detector's masks,
+            or a refiner name (``grabcut``...); None or ``"none"`` keeps the detector's masks. Default: the
+            refiner the model's defaults name.
+        settings: detection settings to start from (default: the model's own, or a given detector's).
+        imgsz, conf, iou, max_det, device, classes, contained: explicit settings (:class:`DetectSettings`), laid
+            over ``settings``; ``classes`` keeps
+            only those class ids (ids the model does not have are an error). ``device`` (``cpu``, ``0``,
+            ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`; None lets the detector
+            choose (CPU for ONNX models).
+        detector: an already built :class:`~animeseg.detector.Detector` to use instead of loading ``model``
+            (several segmenters with different settings may share one).
+        runtime: how ONNX models run (``auto``, ``onnxruntime``, ``openvino-bf16``...:
+            :data:`animeseg.runtime.session.RUNTIMES`), an explicit setting like the others.
     """
 
     def __init__(
         self,
-        model: str | Path | None,
-        refiner: Refiner | None = None,
+        model: str | Path | None = None,
+        refiner: Refiner | str | None = MODEL_DEFAULT,
+        settings: DetectSettings | None = None,
         *,
-        imgsz: int = 640,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        max_det: int = 300,
+        imgsz: int | None = None,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
         device: str | None = None,
-        classes: list[int] | None = None,
+        classes: list[int] | tuple[int, ...] | None = None,
+        contained: float | None = None,
         detector: Detector | None = None,
-        runtime: str = "auto",
+        runtime: str | None = None,
     ) -> None:
         from animeseg.device import resolve_device
 
-        self.model_path = model
+        if model is None and detector is None:
+            from animeseg.weights import default_model
+
+            model = default_model()
+        defaults = model_defaults(model)
+        if settings is None:
+            settings = detector.settings if detector is not None else defaults.detect
+        explicit = {
+            "imgsz": imgsz,
+            "conf": conf,
+            "iou": iou,
+            "max_det": max_det,
+            "classes": classes,
+            "contained": contained,
+            "runtime": runtime,
+        }
+        settings = settings.override(**explicit, device=device)
+        settings = replace(settings, device=resolve_device(settings.device))
         if detector is None:
-            if model is None:
-                raise ValueError("Segmenter needs a model or a detector")
-            settings = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
-            detector = load_detector(model, runtime, device=resolve_device(device), **settings)
+            detector = load_detector(model, settings)
+        check_classes(settings.classes, detector.names, model)
+        self.model_path = model
         self.detector = detector
-        self.refiner = refiner
+        self.settings = settings
+        self.refiner = _refiner(refiner, defaults.refine)
 
     @property
     def names(self) -> dict[int, str]:
@@ -79,12 +153,17 @@ class Segmenter:
         """How many :meth:`detect` calls may run side by side from different threads (1: one at a time)."""
         return int(getattr(self.detector, "concurrency", 1))
 
-    def detect(self, image: np.ndarray) -> Instances:
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Raw detector instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.
 
-        Instances come in descending score order. No instance: ``Instances.empty``.
+        ``settings``: this call's (default :attr:`settings`). Instances come in descending score order; one whose
+        mask lies mostly inside a more confident one's is dropped (:func:`animeseg.suppress.suppress_contained`).
+        No instance: ``Instances.empty``.
         """
-        return self.detector.detect(image)
+        from animeseg.suppress import suppress_contained
+
+        settings = settings or self.settings
+        return suppress_contained(self.detector.detect(image, settings), settings.contained)
 
     def refine(self, image: np.ndarray, instances: Instances) -> Instances:
         """Fuse the refiner's candidate masks into ``instances`` (see :func:`animeseg.fusion.fuse`).
@@ -103,37 +182,81 @@ class Segmenter:
         return self.refine(image, self.detect(image))
 
 
+_CACHED: tuple[Any, Segmenter] | None = None  # (key, segmenter) of segment()'s last call
+_CACHE_LOCK = threading.Lock()
+
+
+def segment(
+    image: np.ndarray | str | Path,
+    model: str | Path | None = None,
+    *,
+    refiner: Refiner | str | None = MODEL_DEFAULT,
+    **explicit: Any,
+) -> Instances:
+    """The instances of one image: ``Segmenter(model, refiner, **explicit)(image)``, the segmenter built on the
+    first call and kept while the next calls ask for the same one (no argument: the default model with its
+    defaults).
+
+    ``image``: RGB (H, W, 3) uint8, or an image file (read with :func:`animeseg.io.read_image`); ``explicit``:
+    ``imgsz``, ``conf``, ``iou``, ``max_det``, ``device``, ``classes`` as in :class:`Segmenter`. Returns
+    :class:`Instances`: boxes (N, 4), scores (N,), classes (N,), masks (N, H, W) bool at the image's own size.
+    """
+    global _CACHED
+    if isinstance(image, (str, Path)):
+        from animeseg.io import read_image
+
+        image = read_image(image)
+    hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in explicit.items()}
+    key = (str(model), refiner if isinstance(refiner, (str, type(None))) else id(refiner), sorted(hashable.items()))
+    with _CACHE_LOCK:
+        if _CACHED is None or _CACHED[0] != key:
+            _CACHED = (key, Segmenter(model, refiner, **explicit))
+        seg = _CACHED[1]
+    return seg(image)
+
+
 @dataclass(frozen=True)
 class SegmenterSpec:
     """A :class:`Segmenter` described by its settings, so another process (a Ray worker) can build its own.
 
-    ``refine`` is a refiner name and ``refine_options`` its checked options; ``device`` is the user's device
-    string, resolved where the segmenter is built (a worker's GPU, not the head node's).
+    ``refine`` is a refiner name and ``refine_options`` its checked options; ``settings`` the detection settings
+    (default: the model's own), whose ``device`` is the user's string, resolved where the segmenter is built (a
+    worker's GPU, not the head node's).
     """
 
     model: Path
     refine: str = "none"
     refine_options: Any = None  # animeseg.refine.RefineOptions
-    imgsz: int = 640
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
-    device: str | None = None
-    classes: list[int] | None = None
-    runtime: str = "auto"
+    settings: DetectSettings | None = field(default=None)
+
+    @classmethod
+    def of(
+        cls,
+        model: str | Path,
+        refine: str | None = None,
+        refine_options: Any = None,
+        settings: DetectSettings | None = None,
+        **explicit: Any,
+    ) -> SegmenterSpec:
+        """The spec of ``Segmenter(model, refine, settings, **explicit)``: the model's own defaults (settings and
+        refiner) under what is given, resolved now: ``SegmenterSpec.of("best.onnx", imgsz=640, classes=[0])``."""
+        defaults = model_defaults(model)
+        settings = (settings if settings is not None else defaults.detect).override(**explicit)
+        refine = refine if refine is not None else defaults.refine
+        return cls(Path(model), refine, refine_options, settings)
 
     def build(self, with_refiner: bool = True) -> Segmenter:
         """Load the model (and the refiner unless ``with_refiner`` is False) in this process."""
         from animeseg.device import resolve_device
         from animeseg.refine import RefineOptions, build_refiner
 
-        device = resolve_device(self.device)
+        settings = self.settings if self.settings is not None else model_defaults(self.model).detect
+        device = resolve_device(settings.device)
         refiner = None
         if with_refiner:
             options = replace(self.refine_options or RefineOptions(), device=device)
             refiner = build_refiner(self.refine, options=options)
-        settings = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "max_det": self.max_det}
-        return Segmenter(self.model, refiner, device=device, classes=self.classes, runtime=self.runtime, **settings)
+        return Segmenter(self.model, refiner, settings, device=device)
 
 
 class LazySegmenter:

@@ -20,9 +20,6 @@ order in one process, as :class:`~animeseg.engine.LocalEngine` does.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +35,16 @@ from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.progress import ProgressCallback, Step, logger, report
 from animeseg.readahead import Detected, ReadAhead, reader_for
+from animeseg.runs import (
+    RECORD_VERSION,
+    clean_temp_files,
+    is_complete,
+    kinds_for,
+    load_record,
+    record_path,
+    signature_of,
+    source_stat,
+)
 from animeseg.track import frame_label, sequence_of
 from animeseg.writers import (
     KIND_FOLDERS,
@@ -50,10 +57,6 @@ from animeseg.writers import (
     video_path,
     write_image_outputs,
 )
-
-RECORDS = ".animeseg/records"
-RECORD_VERSION = 1
-_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what io.atomic_path leaves behind when a process is killed
 
 
 class SegmenterLike(Protocol):
@@ -76,7 +79,8 @@ def _track_path(item: MediaItem, index: int | None = None) -> Callable[[int], st
 
 @dataclass
 class ItemResult:
-    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``."""
+    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``;
+    ``bad_input`` for an error of the input itself (not an image, truncated...), which a new run cannot mend."""
 
     name: str
     status: str
@@ -84,6 +88,7 @@ class ItemResult:
     images: int = 0
     instances: int = 0
     seconds: float = 0.0
+    bad_input: bool = False
 
 
 @dataclass
@@ -108,6 +113,11 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return self._count("error")
+
+    @property
+    def retryable(self) -> int:
+        """Failed inputs that were readable (an error while segmenting or writing): a new run may succeed."""
+        return sum(r.status == "error" and not r.bad_input for r in self.results)
 
     @property
     def images(self) -> int:
@@ -139,66 +149,6 @@ class RunSummary:
             ("seconds", f"{self.seconds:.1f}"),
             ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
         ]
-
-
-def signature_of(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` as they read back from JSON, so records compare equal across runs."""
-    return json.loads(json.dumps(settings, sort_keys=True, default=str))
-
-
-def record_path(out: Path, key: str) -> Path:
-    return out / RECORDS / f"{key}.json"
-
-
-def _source_stat(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
-
-
-def _load_record(path: Path) -> dict[str, Any] | None:
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) and rec.get("version") == RECORD_VERSION else None
-
-
-def _kinds_for(item: MediaItem, save: Sequence[str]) -> list[str]:
-    """The output kinds that apply to an input: ``json`` is run-level; ``video`` only for videos, whose
-    annotated copy replaces per-frame overlay images."""
-    kinds = [k for k in save if k != "json"]
-    if item.kind != "video":
-        return [k for k in kinds if k != "video"]
-    if "video" in kinds:
-        kinds = [k for k in kinds if k != "overlays"]
-    return kinds
-
-
-def _is_complete(rec: dict[str, Any] | None, item: MediaItem, kinds: list[str], signature: dict, out: Path) -> bool:
-    if rec is None or rec.get("name") != item.name or rec.get("signature") != signature:
-        return False
-    if not set(kinds) <= set(rec.get("save", [])):
-        return False
-    try:
-        if rec.get("source") != _source_stat(item.path):
-            return False
-    except OSError:
-        return False
-    return all((out / f).is_file() for f in rec.get("files", []))
-
-
-def clean_temp_files(out: Path) -> int:
-    """Remove temporary files a killed run left in ``out`` (``.name.XXXX.tmp.ext``); returns how many."""
-    removed = 0
-    if not out.is_dir():
-        return 0
-    for dirpath, _dirs, files in os.walk(out):
-        for f in files:
-            if _TEMP.match(f):
-                with contextlib.suppress(OSError):
-                    (Path(dirpath) / f).unlink()
-                    removed += 1
-    return removed
 
 
 class _Progress:
@@ -348,7 +298,7 @@ def run(
                 if not here:
                     _step_from_result(bar, outcome.item, result)
             else:
-                result, record = _failed(outcome.item, outcome.error or "failed", bar)
+                result, record = _failed(outcome.item, outcome.error or "failed", bar, outcome.bad_input)
             summary.results.append(result)
             records.append(record)
             if on_item is not None:
@@ -418,8 +368,8 @@ def _incomplete_sequences(items: Sequence[MediaItem], out: Path, save: list[str]
     for item in items:
         seq = _sequence(item)
         if seq is not None and seq not in redo:
-            rec = _load_record(record_path(out, item.key))
-            if not _is_complete(rec, item, _kinds_for(item, save), signature, out):
+            rec = load_record(record_path(out, item.key))
+            if not is_complete(rec, item, kinds_for(item, save), signature, out):
                 redo.add(seq)
     return redo
 
@@ -439,10 +389,10 @@ def _run_one(
         raise InputError(item.path, item.error or "unusable input")  # found by expand_sources; reported here
 
     bar.describe(item.name)
-    kinds = _kinds_for(item, save)
+    kinds = kinds_for(item, save)
     rec_file = record_path(out, item.key)
-    old = _load_record(rec_file)
-    if resume and _is_complete(old, item, kinds, signature, out):
+    old = load_record(rec_file)
+    if resume and is_complete(old, item, kinds, signature, out):
         n_images = len(old["images"])
         n_inst = sum(len(e["annotations"]) for e in old["images"])
         bar.step(n_inst, 0.0, images=n_images, timed=False)
@@ -454,7 +404,7 @@ def _run_one(
         entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
     else:
         entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha, reader)
-    source = _source_stat(item.path)
+    source = source_stat(item.path)
     seconds = time.perf_counter() - t0
 
     if old is not None:  # an earlier run may have written more instances' files of the kinds just rewritten
@@ -478,8 +428,8 @@ def _run_one(
     return ItemResult(item.name, "ok", None, len(entries), n_inst, seconds), record
 
 
-def _failed(item: MediaItem, message: str, bar: _Progress) -> tuple[ItemResult, None]:
+def _failed(item: MediaItem, message: str, bar: _Progress, bad_input: bool = False) -> tuple[ItemResult, None]:
     logger.error(f"{item.path}: {message}")
     if item.kind == "image":
         bar.step(0, 0.0, images=1, timed=False)
-    return ItemResult(item.name, "error", message), None
+    return ItemResult(item.name, "error", message, bad_input=bad_input), None

@@ -81,6 +81,11 @@ def check_sam_source(path: str | Path | None) -> Path:
         return path
     if not path.is_file():
         raise MissingWeightsError(path, SAM_HINT)
+    from animeseg.io import torch_file_problem
+
+    problem = torch_file_problem(path)
+    if problem is not None:
+        raise AnimesegError(f"{path}: not a SAM checkpoint: {problem}")
     return path
 
 

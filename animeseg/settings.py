@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENERIC", "DetectSettings", "ModelDefaults", "model_defaults"]
+__all__ = ["AP_SETTINGS", "GENERIC", "DetectSettings", "ModelDefaults", "describe_defaults", "model_defaults"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class DetectSettings:
         max_det: most instances kept per image.
         classes: class ids kept (None: all).
         device: ``cpu``, ``0``, ``cuda:0``...; None lets the detector choose.
+        contained: an instance whose mask lies inside a more confident one's by more than this share of its own
+            area is dropped as a duplicate part (:func:`animeseg.suppress.suppress_contained`); 1 keeps all.
+        runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`: ``auto``, ``onnxruntime``,
+            ``openvino-bf16``...); like ``device``, chosen when the model is loaded.
     """
 
     imgsz: int = 640
@@ -40,6 +44,8 @@ class DetectSettings:
     max_det: int = 300
     classes: tuple[int, ...] | None = None
     device: str | None = None
+    contained: float = 0.8
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.classes is not None:
@@ -67,6 +73,10 @@ class ModelDefaults:
     refine: str = "none"
 
 
+#: What evaluation (``animeseg eval``) lays over a model's settings: COCO AP reads each image's 100 best
+#: detections, with scores down to 0.001 (its precision-recall curve needs the low-score ones too).
+AP_SETTINGS: dict[str, Any] = {"conf": 0.001, "max_det": 100}
+
 #: Defaults of a model that records none (Ultralytics' own detection defaults, no refinement).
 GENERIC = ModelDefaults()
 
@@ -92,6 +102,13 @@ def model_defaults(model: str | Path | None) -> ModelDefaults:
         return GENERIC
     if not isinstance(recorded, dict):
         return GENERIC
-    names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device"}
+    names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device", "runtime"}  # this machine's choices
     detect = GENERIC.detect.override(**{k: v for k, v in recorded.items() if k in names})
     return ModelDefaults(detect=detect, refine=str(recorded.get("refine", GENERIC.refine)))
+
+
+def describe_defaults(defaults: ModelDefaults) -> str:
+    """One line for people: ``imgsz 640, conf 0.5, iou 0.7, max_det 300, refine none``."""
+    d = defaults.detect
+    classes = f", classes {','.join(map(str, d.classes))}" if d.classes is not None else ""
+    return f"imgsz {d.imgsz}, conf {d.conf:g}, iou {d.iou:g}, max_det {d.max_det}{classes}, refine {defaults.refine}"

@@ -6,10 +6,13 @@ refinement comes after it and keeps each detection's track, so a refined mask ne
 
     >>> from animeseg.predict import Segmenter
     >>> from animeseg.track import TrackingSegmenter
-    >>> seg = TrackingSegmenter(Segmenter("weights/best.pt"), tracker="bytetrack")
+    >>> seg = TrackingSegmenter(Segmenter(), tracker="bytetrack")
     >>> seg.start("clip")                 # a new sequence: tracks and ids start again at 1
     >>> for frame in frames:              # RGB (H, W, 3) uint8
     ...     instances = seg(frame)        # Instances with track_ids (N,)
+
+With ``stabilize`` (the default), each track's mask is then made consistent with its previous frames by
+:class:`animeseg.stabilize.MaskStabilizer` (motion-compensated blending), so cut-out videos do not shimmer.
 
 Only confirmed tracks are returned (as Ultralytics' ``track`` mode does): a character appearing after the first
 frame of a sequence is reported from its second consecutive detection on. ``--conf`` is what a detection needs to
@@ -22,6 +25,7 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -30,6 +34,8 @@ import numpy as np
 
 from animeseg.errors import AnimesegError
 from animeseg.instances import Instances
+from animeseg.settings import DetectSettings
+from animeseg.stabilize import MaskStabilizer
 
 if TYPE_CHECKING:
     from animeseg.media import MediaItem
@@ -74,7 +80,7 @@ class Tracker:
             ``new_track_thresh`` to it when they are lower).
     """
 
-    def __init__(self, tracker: str | Path = "bytetrack", conf: float = 0.25) -> None:
+    def __init__(self, tracker: str | Path, conf: float) -> None:
         cfg = tracker_config(tracker)
         for key in ("track_high_thresh", "new_track_thresh"):
             cfg[key] = max(float(cfg.get(key, 0.25)), float(conf))
@@ -114,24 +120,22 @@ class TrackingSegmenter:
 
     Name the sequence with :meth:`start` before its first frame (a video, a folder of frames); then call it on
     the frames in order. Several sequences may be interleaved: each keeps its own tracks. Only tracked instances
-    are returned; the refiner, if any, runs on them after tracking.
+    are returned; the refiner, if any, runs on them after tracking, and ``stabilize`` smooths each track's mask
+    over time after that (:class:`~animeseg.stabilize.MaskStabilizer`).
     """
 
-    def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack") -> None:
+    def __init__(self, segmenter: Any, tracker: str | Path = "bytetrack", stabilize: bool = True) -> None:
         self.segmenter = segmenter
         self.tracker_name = tracker
-        # the detector's settings (DetectSettings, or YoloDetector.args): lowered per frame so weak detections can
-        # extend tracks; a detector without them is tracked on what it returns
-        detector = getattr(segmenter, "detector", None)
-        self._settings: Any = getattr(detector, "settings", None)
-        self._args: dict[str, Any] | None = None if self._settings is not None else getattr(detector, "args", None)
-        if self._settings is not None:
-            self.conf = float(self._settings.conf)
-        else:
-            self.conf = float(self._args.get("conf", 0.25)) if self._args is not None else 0.25
+        self.stabilize = bool(stabilize)
+        # the segmenter's settings: lowered per frame so weak detections can extend tracks; a segmenter without
+        # them is tracked on what it returns
+        self.settings: DetectSettings | None = getattr(segmenter, "settings", None)
+        self.conf = float(self.settings.conf if self.settings is not None else DetectSettings().conf)
         tracker_config(tracker)  # a bad tracker fails here, before any frame is read
         self._trackers: dict[str, Tracker] = {}
         self._tracker: Tracker | None = None
+        self._stabilizers: dict[str, MaskStabilizer] = {}
         self.sequence: str | None = None
 
     @property
@@ -143,6 +147,7 @@ class TrackingSegmenter:
         ids from 1; a sequence seen before continues where it stopped."""
         if restart or sequence not in self._trackers:
             self._trackers[sequence] = Tracker(self.tracker_name, conf=self.conf)
+            self._stabilizers[sequence] = MaskStabilizer()
         self._tracker = self._trackers[sequence]
         self.sequence = sequence
 
@@ -150,23 +155,18 @@ class TrackingSegmenter:
         """The tracked instances of the next frame of the current sequence (RGB (H, W, 3) uint8)."""
         if self._tracker is None:
             raise RuntimeError("TrackingSegmenter: call start(sequence) before the first frame")
-        args = self._args
-        if self._settings is not None:  # weak detections may extend existing tracks
-            low = self._settings.override(conf=min(self.conf, self._tracker.low_thresh))
-            detected = self.segmenter.detector.detect(image, low)
-        elif args is None:
+        if self.settings is None:
             detected = self.segmenter.detect(image)
-        else:
-            args["conf"] = min(self.conf, self._tracker.low_thresh)  # weak detections may extend existing tracks
-            try:
-                detected = self.segmenter.detect(image)
-            finally:
-                args["conf"] = self.conf
+        else:  # weak detections may extend existing tracks
+            low = replace(self.settings, conf=min(self.conf, self._tracker.low_thresh))
+            detected = self.segmenter.detect(image, low)
         ids = self._tracker.update(detected, image)
         keep = ids >= 0
         detected = detected[keep]
         refined = self.segmenter.refine(image, detected)
         refined.track_ids = ids[keep]  # refinement keeps N and order: the refined mask keeps its detection's track
+        if self.stabilize:
+            refined = self._stabilizers[self.sequence].update(image, refined)
         return refined
 
 

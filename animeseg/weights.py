@@ -102,7 +102,7 @@ OFFICIAL: dict[str, OfficialWeights] = {
             "yolov8m-seg",
             "f9fc740ca0824e14b44681d491dc601efa664ec6ecea9a870acf876053826448",
             54_899_779,
-            "YOLOv8m-seg, COCO (default model)",
+            "YOLOv8m-seg, COCO (train's default starting point)",
         ),
         _sam(
             "sam_vit_b",
@@ -159,6 +159,7 @@ MASKRCNN_PRETRAINED = {
 #: animeseg-trained weights are in the weights folder.
 PACKAGED_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_NAME = "anime-yolov8n-seg"
+
 
 def _default_weights_dir() -> Path:
     """``weights/`` of the source checkout animeseg runs from, else ``./weights``."""

@@ -12,6 +12,10 @@ Layout under the output folder, for an input whose key is ``sub/a`` (see :class:
 ``overlays``   ``overlays/sub/a.jpg``: the image with coloured masks, boxes, labels and scores
 ``txt``        ``labels/sub/a.txt``: YOLO-seg labels (``class x1 y1 x2 y2 ...``, normalised)
 ``video``      ``videos/<key>.mp4``: an annotated copy of each input video
+``layers``     ``layers/sub/a.psd``: a layered Photoshop file per image (:func:`layered_image`): the image at
+               the bottom, one layer per character above it, occluders above the occluded; images only
+``frame-       ``layers/<video key>#<frame>.psd``: the same for every frame of every video (hundreds of files
+layers``       per clip, hence a kind of its own)
 =============  ==================================================================================
 
 ``<i>`` is the instance's position in the image, the same order as its annotations in predictions.json.
@@ -30,14 +34,17 @@ import numpy as np
 from animeseg import cocojson
 from animeseg._lazy import cv2
 from animeseg.instances import Instances
-from animeseg.io import atomic_path, write_image, write_json, write_text
-from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon
+from animeseg.io import atomic_path, write_bytes, write_image, write_json, write_text
+from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon, occlusion_order
 from animeseg.matte import ALPHA_MODES, matte
+from animeseg.psd import Layer, composite, encode_psd
 from animeseg.yolo_labels import format_line, is_writable
 
-SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video")
+SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video", "layers", "frame-layers")
 #: Per-image outputs (everything but the run-level json and the per-video video).
-IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt")
+IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt", "layers", "frame-layers")
+#: The layered file: ``layers`` writes it for images, ``frame-layers`` for video frames (see the runner).
+LAYER_KINDS = ("layers", "frame-layers")
 PREDICTIONS = "predictions.json"
 #: Top folder of each kind's files under the output folder.
 KIND_FOLDERS = {
@@ -47,6 +54,8 @@ KIND_FOLDERS = {
     "overlays": "overlays",
     "txt": "labels",
     "video": "videos",
+    "layers": "layers",
+    "frame-layers": "layers",
 }
 
 # Distinct, colour-blind-friendly-ish colours (RGB), cycled per instance.
@@ -121,6 +130,10 @@ def label_path(key: str) -> str:
     return f"{KIND_FOLDERS['txt']}/{key}.txt"
 
 
+def layers_path(key: str) -> str:
+    return f"{KIND_FOLDERS['layers']}/{key}.psd"
+
+
 def video_path(key: str) -> str:
     return f"{KIND_FOLDERS['video']}/{key}.mp4"
 
@@ -144,26 +157,69 @@ def _crop_box(instances: Instances, i: int, visible: np.ndarray | None = None) -
     return x1, y1, x2, y2
 
 
-def cutout(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | None = None, alpha: str = "binary") -> np.ndarray:
+def cutout(
+    image: np.ndarray,
+    mask: np.ndarray,
+    box: Sequence[int] | None = None,
+    alpha: str = "binary",
+    soft: np.ndarray | None = None,
+) -> np.ndarray:
     """RGBA (h, w, 4) uint8 cut-out of ``mask`` from the RGB ``image``, cropped to ``box`` (``x1, y1, x2, y2``
     integer pixels; the whole image when None).
 
-    ``alpha="binary"``: alpha 255 inside ``mask`` and 0 outside, the image's colours. ``alpha="matte"``: the soft
-    alpha of :func:`animeseg.matte.matte` (it may reach a few pixels beyond the mask) and its colours cleaned of
-    the old background (straight, not premultiplied, as PNG stores them).
+    ``alpha="binary"``: alpha 255 inside ``mask`` and 0 outside, the image's colours. ``alpha="matte"``: a soft
+    alpha (it may reach a few pixels beyond the mask) and colours cleaned of the old background (straight, not
+    premultiplied, as PNG stores them): the refiner's own alpha ``soft`` (H, W) uint8 when given
+    (:func:`animeseg.matte.from_alpha`), else image matting (:func:`animeseg.matte.matte`).
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
     if alpha == "matte":
-        soft = matte(image, mask)
-        a = np.clip(soft.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        rgba = np.dstack([soft.foreground, a])
+        if soft is not None:
+            from animeseg.matte import from_alpha
+
+            made = from_alpha(image, soft)
+        else:
+            made = matte(image, mask)
+        a = np.clip(made.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgba = np.dstack([made.foreground, a])
     else:
         rgba = np.dstack([image[..., :3], np.where(mask, 255, 0).astype(np.uint8)])
     if box is not None:
         x1, y1, x2, y2 = box
         rgba = rgba[y1:y2, x1:x2]
     return np.ascontiguousarray(rgba)
+
+
+def layer_name(instances: Instances, i: int) -> str:
+    """Name of instance i's layer: ``<i>: <class> <score>`` (``<i>`` as in the cut-outs' file names), or
+    ``track <id>: <class> <score>`` for a tracked instance."""
+    who = f"track {int(instances.track_ids[i])}" if instances.track_ids is not None else str(i)
+    return f"{who}: {instances.class_names()[i]} {float(instances.scores[i]):.2f}"
+
+
+def layered_image(
+    image: np.ndarray, instances: Instances, cutouts: Sequence[np.ndarray] | None = None, alpha: str = "binary"
+) -> tuple[np.ndarray, list[Layer]]:
+    """The layers of an image's PSD file, bottom first, and their composite (RGB (H, W, 3) uint8).
+
+    The bottom layer, ``image``, is the RGB ``image`` itself, opaque. Above it, one layer per instance: its
+    cut-out (:func:`cutout`, the same alpha and colours as the ``cutouts`` kind, ``cutouts`` given when already
+    made: full-size RGBA per instance) cropped to its visible extent and named by :func:`layer_name`, stacked by
+    :func:`animeseg.masks.occlusion_order` (occluders above the occluded). With binary alpha the layers hold
+    the image's own pixels, so the composite is the image exactly; with a matte their colours are cleaned of
+    the old background and the composite differs from the image only in the soft edges.
+    """
+    rgb = np.ascontiguousarray(image[..., :3])
+    h, w = rgb.shape[:2]
+    if cutouts is None:
+        cutouts = [cutout(rgb, m, alpha=alpha) for m in instances.masks]
+    layers = [Layer("image", np.dstack([rgb, np.full((h, w), 255, np.uint8)]))]
+    for i in occlusion_order(instances.masks):
+        full = cutouts[i]
+        x1, y1, x2, y2 = _crop_box(instances, i, full[..., 3] > 0)
+        layers.append(Layer(layer_name(instances, i), np.ascontiguousarray(full[y1:y2, x1:x2]), left=x1, top=y1))
+    return composite(rgb, layers[1:]), layers
 
 
 def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
@@ -233,7 +289,8 @@ def write_image_outputs(
 
     ``alpha`` is the cut-outs' alpha (``binary`` or ``matte``, see :func:`cutout`). ``track_path`` maps a track
     id to its cut-out's path (see :func:`track_cutout_path`): tracked instances are written there instead of
-    ``cutouts/<key>_<i>.png``.
+    ``cutouts/<key>_<i>.png``. ``layers`` and ``frame-layers`` both mean the layered file here; which inputs
+    get it is the caller's choice (:func:`animeseg.runner.run`: images for one, video frames for the other).
     """
     out = Path(out)
     save = set(save)
@@ -248,20 +305,32 @@ def write_image_outputs(
             put(mask_path(key, i), np.where(m, 255, 0).astype(np.uint8))
     if "semantic" in save:
         put(semantic_path(key), np.where(semantic_mask(instances), 255, 0).astype(np.uint8))
+    layered = bool(save & set(LAYER_KINDS))
+    # each cut-out (a matte costs about a second) is made once for the cut-out files and the layered file
+    soft = instances.alphas
+    fulls = (
+        [cutout(image, m, alpha=alpha, soft=None if soft is None else soft[i]) for i, m in enumerate(instances.masks)]
+        if layered or "cutouts" in save
+        else []
+    )
     if "cutouts" in save:
         tracks = instances.track_ids if track_path is not None else None
-        for i, m in enumerate(instances.masks):
-            full = cutout(image, m, alpha=alpha)
+        for i, full in enumerate(fulls):
             x1, y1, x2, y2 = _crop_box(instances, i, full[..., 3] > 0)
             rel = cutout_path(key, i) if tracks is None else track_path(int(tracks[i]))
             put(rel, np.ascontiguousarray(full[y1:y2, x1:x2]))
-        put(cutout_path(key), cutout(image, semantic_mask(instances), alpha=alpha))
+        whole = None if soft is None or not len(instances) else soft.max(0)
+        put(cutout_path(key), cutout(image, semantic_mask(instances), alpha=alpha, soft=whole))
     if "overlays" in save:
         put(overlay_path(key), render_overlay(image, instances))
     if "txt" in save:
         lines = yolo_seg_lines(instances)
         write_text(out / label_path(key), "".join(line + "\n" for line in lines))
         written.append(label_path(key))
+    if layered:
+        merged, layers = layered_image(image, instances, fulls, alpha=alpha)
+        write_bytes(out / layers_path(key), encode_psd(merged, layers))
+        written.append(layers_path(key))
     return written
 
 

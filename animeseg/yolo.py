@@ -7,6 +7,7 @@ from typing import Any
 
 from animeseg._offline import import_ultralytics
 from animeseg.errors import AnimesegError, MissingWeightsError
+from animeseg.io import TORCH_EXTS
 
 WEIGHTS_HINT = (
     "get official weights with `animeseg weights download yolov8m-seg` (or fetch "
@@ -46,6 +47,12 @@ def resolve_model(model: str | Path) -> str:
         raise MissingWeightsError(path, WEIGHTS_HINT)
     if path.stat().st_size == 0:
         raise AnimesegError(f"{path}: model file is empty")
+    suffix = path.suffix.lower()
+    if suffix not in (*TORCH_EXTS, ".onnx"):
+        raise AnimesegError(
+            f"{path}: not a model file; give .pt or .onnx weights, a folder exported by `animeseg export onnx`, "
+            "or a model config (.yaml)"
+        )
     return str(path.resolve())
 
 

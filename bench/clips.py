@@ -1,12 +1,15 @@
 """Clips of real sprites walking across a real background, with exact per-frame identities, for tracking tests
 and benchmarks.
 
-Each character is a Ren'Py sprite (RGBA, exact alpha) moving at constant speed from one x position to another;
-characters drawn later pass in front. A character's ground-truth mask in a frame is its visible alpha (its own
-alpha times what the characters in front leave) >= 0.5, and its ``track_ids`` entry is its index in the walker
-list, so the identity of every ground-truth instance is known in every frame.
+Each character is a sprite (RGBA, exact alpha: the Ren'Py sprites, or any ``fg/`` folder such as the held-out
+``open-sprites/fg/wanted-dragon``) moving at constant speed from one x position to another, optionally hopping;
+characters drawn later pass in front; the camera may pan across a wider background. A character's ground-truth
+mask in a frame is its visible alpha (its own alpha times what the characters in front leave) >= 0.5, and its
+``track_ids`` entry is its index in the walker list, so the identity of every ground-truth instance is known in
+every frame. :func:`temporal_scores` scores a clip's masks over time (temporal error and IoU).
 
-Used by ``tests/test_track.py`` and ``bench/track.py``; nothing here is part of the installed package.
+Used by ``tests/test_track.py``, ``tests/test_stabilize.py``, ``bench/track.py`` and ``bench/stabilize.py``;
+nothing here is part of the installed package.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Walker:
     height: float = 0.8
     sink: float = 0.0
     flip: bool = False
+    hop: float = 0.0  # height of its jumps, a fraction of the frame height
+    hops: int = 0  # jumps over the clip
 
 
 #: Two characters walking towards each other and crossing once, mid-clip.
@@ -76,29 +81,38 @@ def make_clip(
     size: tuple[int, int] = (320, 240),
     background: str = "bg meadow.jpg",
     name: str = "walk",
+    pan: float = 0.0,
 ) -> Clip:
-    """A ``frames``-frame clip of ``size`` (width, height) from ``root/fg`` sprites over ``root/bg/background``."""
+    """A ``frames``-frame clip of ``size`` (width, height) from ``root/fg`` sprites over ``root/bg/background``.
+
+    ``pan``: the camera moves right by this fraction of the width over the clip (the background and every
+    walker's path move left in the frame); walkers' positions are given in the first frame's coordinates.
+    """
     width, height = size
     bg = read_image(root / "bg" / background)
-    scale = height / bg.shape[0]
-    bg = cv2.resize(bg, (max(width, round(bg.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
-    x = (bg.shape[1] - width) // 2
-    bg = bg[:, x : x + width].astype(np.float32)
+    travel = round(abs(pan) * width)
+    scale = max(height / bg.shape[0], (width + travel) / bg.shape[1])
+    bg = cv2.resize(bg, (round(bg.shape[1] * scale), round(bg.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    y = (bg.shape[0] - height) // 2
+    x = (bg.shape[1] - width - travel) // 2
+    bg = bg[y : y + height, x : x + width + travel].astype(np.float32)
     sprites = [_sprite(root / "fg" / w.sprite, round(height * w.height), w.flip) for w in walkers]
 
     images, truth = [], []
     for t in range(frames):
         f = t / max(frames - 1, 1)
-        canvas = bg.copy()
+        shift = pan * f * width
+        left = round(shift) if pan >= 0 else travel + round(shift)
+        canvas = bg[:, left : left + width].copy()
         alphas = []
         for w, spr in zip(walkers, sprites, strict=True):
             sh, sw = spr.shape[:2]
-            x0 = round((w.x0 + (w.x1 - w.x0) * f) * width - sw / 2)
-            y0 = height - sh + round(w.sink * sh)
+            x0 = round((w.x0 + (w.x1 - w.x0) * f) * width - sw / 2 - shift)
+            y0 = height - sh + round(w.sink * sh) - round(w.hop * height * abs(np.sin(np.pi * w.hops * f)))
             full = np.zeros((height, width, 4), np.float32)
-            xs, xe, ye = max(x0, 0), min(x0 + sw, width), min(y0 + sh, height)
-            if xe > xs:
-                full[y0:ye, xs:xe] = spr[: ye - y0, xs - x0 : xe - x0]
+            xs, xe, ys, ye = max(x0, 0), min(x0 + sw, width), max(y0, 0), min(y0 + sh, height)
+            if xe > xs and ye > ys:
+                full[ys:ye, xs:xe] = spr[ys - y0 : ye - y0, xs - x0 : xe - x0]
             a = full[..., 3] / 255.0
             canvas = canvas * (1 - a[..., None]) + full[..., :3]
             alphas.append(a)
@@ -135,6 +149,32 @@ def identities(truth: Instances, predicted: Instances, ids: Sequence[int], min_i
         out[character] = int(ids[j])
         used.add(j)
     return out
+
+
+def temporal_scores(truth: Sequence[Instances], predicted: Sequence[Instances]) -> dict[str, float]:
+    """Temporal error and per-frame mask IoU of a clip's predicted masks against its ground truth.
+
+    In each frame each character takes the predicted mask matched to it (:func:`identities`: best IoU, at least
+    0.5, each used once), or an empty mask. ``dtssd``: the mean over characters and frames t >= 1 (the character
+    visible in t and t-1) of sum |(m_t - m_t-1) - (g_t - g_t-1)| / |g_t|, the binary form of the dtSSD of
+    video-matting benchmarks; ``iou``: the mean over characters and frames of IoU(m_t, g_t).
+    """
+    errors, ious = [], []
+    prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for t, p in zip(truth, predicted, strict=True):
+        matched = identities(t, p, range(len(p)))
+        seen = {}
+        for k, character in enumerate(int(c) for c in t.track_ids):
+            g = t.masks[k]
+            m = p.masks[matched[character]] if character in matched else np.zeros_like(g)
+            ious.append(mask_iou(m, g))
+            if character in prev and g.any():
+                pm, pg = prev[character]
+                change = m.astype(np.int8) - pm.astype(np.int8) - (g.astype(np.int8) - pg.astype(np.int8))
+                errors.append(float(np.abs(change).sum() / g.sum()))
+            seen[character] = (m, g)
+        prev = seen
+    return {"dtssd": float(np.mean(errors)) if errors else 0.0, "iou": float(np.mean(ious)) if ious else 0.0}
 
 
 def switches(per_frame: Sequence[dict[int, int]]) -> dict[int, dict[str, int]]:

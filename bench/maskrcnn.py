@@ -134,8 +134,8 @@ def speed(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     from animeseg.evaluate import evaluate
-    from animeseg.maskrcnn.train import train_maskrcnn
     from animeseg.train import train
+    from animeseg.train.maskrcnn import train_maskrcnn
 
     work = Path(args.work)
     data = build(work, "compare-train", TRAIN_ARTISTS, args.count, 0)

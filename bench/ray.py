@@ -78,7 +78,7 @@ def main() -> int:
     for c in make_composites(RENPY, args.images, seed=300, size=(640, 360), max_sprites=3):
         Image.fromarray(c.image).save(src / f"{c.name}.png")
     items = expand_sources([str(src)])
-    spec = SegmenterSpec(ONNX, imgsz=320, classes=[0], device=args.device)
+    spec = SegmenterSpec.of(ONNX, imgsz=320, classes=[0], device=args.device)
 
     local = spec.build()
     local(read_image(items[0].path))  # warm-up, as a worker does on its first image

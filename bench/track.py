@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -51,9 +52,8 @@ def run(clips: list[str], frames: int, trackers: list[str]) -> list[str]:
     for name in clips:
         clip = make_clip(RENPY, CLIPS[name], frames=frames, name=name)
         seg.detect(clip.frames[0])  # warm-up
-        seg.detector.args["conf"] = 0.1
-        detections = [seg.detect(frame) for frame in clip.frames]
-        seg.detector.args["conf"] = 0.25
+        low = replace(seg.settings, conf=0.1)
+        detections = [seg.detect(frame, low) for frame in clip.frames]
         modes: list[tuple[str, object]] = [("position (no --track)", seg)]
         modes += [(f"--track --tracker {t}", TrackingSegmenter(seg, t)) for t in trackers]
         for label, model in modes:
@@ -69,7 +69,7 @@ def run(clips: list[str], frames: int, trackers: list[str]) -> list[str]:
             if isinstance(model, TrackingSegmenter):
                 passes = []
                 for _ in range(5):
-                    tracker = Tracker(model.tracker_name)
+                    tracker = Tracker(model.tracker_name, conf=model.conf)
                     t = time.perf_counter()
                     for frame, det in zip(clip.frames, detections, strict=True):
                         tracker.update(det, frame)

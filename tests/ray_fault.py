@@ -61,7 +61,7 @@ def main() -> int:
 
     src, out, model, imgsz, workers = sys.argv[1:6]
     out = Path(out)
-    spec = SegmenterSpec(Path(model), imgsz=int(imgsz), classes=[0])
+    spec = SegmenterSpec.of(model, imgsz=int(imgsz), classes=[0])
     items = expand_sources([src], exclude=out)
     summary = run(
         items, KillOnce(LazySegmenter(spec), out), out, parse_save("all"), engine=RayEngine(workers=int(workers))

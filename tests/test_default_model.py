@@ -25,7 +25,7 @@ def test_packaged_files_are_small_and_load():
     onnx_file, pt_file = W.packaged_model("onnx"), W.packaged_model("pt")
     assert onnx_file.is_file() and pt_file.is_file()
     assert onnx_file.stat().st_size + pt_file.stat().st_size < 21_000_000  # the issue's ~20 MB budget
-    from animeseg.onnx_import import read_export
+    from animeseg.onnx_to_checkpoint import read_export
 
     export = read_export(onnx_file)
     assert export.task == "segment" and export.names == {0: "character"}

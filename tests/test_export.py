@@ -470,7 +470,8 @@ def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_pa
     extra = ("--conf", "0.1", "--max-det", "3")
     torch_run = _predict(src, tmp_path / "torch", pt, 160, sam_checkpoint, *extra)
     onnx_run = _predict(src, tmp_path / "onnx", onnx_path, 160, sam_folder, *extra)
-    assert _assert_same_predictions(torch_run, onnx_run) == 6
+    # 6 detections, 3 of which lie inside another and are suppressed as duplicates on either runtime
+    assert _assert_same_predictions(torch_run, onnx_run) == 3
     assert all(a["refine"]["refined"] for a in onnx_run["annotations"])
 
 

@@ -148,3 +148,18 @@ def test_no_instances():
     empty = Instances.empty(H, W, {0: "character"})
     out = fuse(empty, Candidates(np.zeros((0, 3, H, W), bool), np.zeros((0, 3))), "t")
     assert len(out) == 0 and out.masks.shape == (0, H, W)
+
+
+def test_contained_duplicates_are_suppressed_others_kept():
+    from animeseg.suppress import suppress_contained
+
+    h, w = 50, 60
+    masks = np.zeros((4, h, w), bool)
+    masks[0, 5:45, 5:30] = True  # a whole character
+    masks[1, 5:20, 5:30] = True  # its upper half, found again with a lower score
+    masks[2, 10:40, 25:55] = True  # a neighbour overlapping it a little
+    masks[3, 35:50, 20:28] = True  # two thirds inside the whole: not a duplicate
+    inst = Instances(np.zeros((4, 4)), [0.9, 0.7, 0.6, 0.5], [0, 0, 0, 0], masks)
+    out = suppress_contained(inst, 0.8)
+    assert out.scores.tolist() == pytest.approx([0.9, 0.6, 0.5])
+    assert suppress_contained(inst, 1.0) is inst and len(suppress_contained(inst[[1, 2]], 0.8)) == 2

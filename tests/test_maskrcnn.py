@@ -24,7 +24,8 @@ pl = pytest.importorskip("lightning.pytorch", reason="Mask R-CNN training needs 
 
 
 from animeseg.maskrcnn import model as M  # noqa: E402
-from animeseg.maskrcnn.train import epochs_done, load_start, train_maskrcnn  # noqa: E402
+from animeseg.train.maskrcnn import train_maskrcnn  # noqa: E402
+from animeseg.train.maskrcnn_runs import epochs_done, load_start  # noqa: E402
 
 runner = CliRunner()
 
@@ -84,7 +85,7 @@ def test_train_writes_weights_sidecar_and_checkpoints(trained, dataset, network_
 
 def test_cli_train_and_resume(tmp_path, dataset, network_attempts, monkeypatch, capsys):
     """Acceptance 1 through the CLI (the tiny width via the library's defaults), then --resume continues."""
-    import animeseg.maskrcnn.train as MT
+    import animeseg.train.maskrcnn as MT
 
     real = MT.train_maskrcnn
     monkeypatch.setattr(MT, "train_maskrcnn", lambda *a, **k: real(*a, **{**k, "model_options": TINY}))

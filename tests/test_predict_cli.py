@@ -193,8 +193,10 @@ def test_all_good_inputs_exit_zero_and_output_folder_is_not_an_input(tiny_pt, tm
     src = tmp_path / "art"
     _images(2, src)
     out = src / "predictions"  # inside the input folder
-    for _ in range(2):
-        code, err = cli(capsys, "predict", src, "--model", tiny_pt, "--out", out, "--save", "json,overlays", *TINY)
+    for again in ([], ["--overwrite"]):  # a second run into the folder replaces the first one's outputs
+        code, err = cli(
+            capsys, "predict", src, "--model", tiny_pt, "--out", out, "--save", "json,overlays", *TINY, *again
+        )
         assert code == 0, err
     doc = json.loads((out / "predictions.json").read_text())
     assert [im["file_name"] for im in doc["images"]] == ["img 00.png", "img 01.png"]

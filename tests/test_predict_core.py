@@ -194,7 +194,7 @@ def test_sam_refine_encodes_once_per_image(tiny_pt, tiny_sam):
     from animeseg.refine import build_refiner
 
     refiner = build_refiner("sam", tiny_sam, device="cpu")
-    seg = Segmenter(tiny_pt, refiner=refiner, imgsz=64, conf=0.0, max_det=20)
+    seg = Segmenter(tiny_pt, refiner=refiner, imgsz=64, conf=0.0, max_det=20, contained=1.0)
     images = [_image(80, 120, seed=s) for s in range(3)]
     counts = []
     for img in images:

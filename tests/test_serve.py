@@ -93,11 +93,11 @@ def _bad_inputs(folder: Path, good: Path) -> dict[str, Path]:
 def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tmp_path):
     """The page's zip holds exactly what `animeseg predict` writes (byte for byte), with refinement, and its
     galleries list one cut-out and one mask per instance of predictions.json."""
-    from animeseg.web.engine import Engine, Settings
+    from animeseg.web.holder import ModelHolder, PageSettings
 
     images = [renpy / "fg" / name for name in IMAGES]
-    engine = Engine(shared_onnx)
-    segmenter = engine.segmenter(Settings(refine="grabcut", conf=CONF, imgsz=IMGSZ))
+    engine = ModelHolder(shared_onnx)
+    segmenter = engine.segmenter(PageSettings(refine="grabcut", conf=CONF, imgsz=IMGSZ))
     seen = []
     result = run_job(
         images, segmenter, tmp_path / "jobs", on_progress=lambda s: seen.append((s.done, s.total, s.label))
@@ -118,11 +118,11 @@ def test_job_outputs_equal_predict_with_the_same_settings(renpy, shared_onnx, tm
 
 def test_soft_edges_on_the_page_equal_predict_alpha_matte(renpy, shared_onnx, tmp_path):
     """The page's "Cut-out edges: matte" gives the zip `animeseg predict --alpha matte` writes, with soft alpha."""
-    from animeseg.web.engine import Engine, Settings
+    from animeseg.web.holder import ModelHolder, PageSettings
 
     image = [renpy / "fg" / IMAGES[0]]
-    settings = Settings(conf=CONF, imgsz=IMGSZ, alpha="matte")
-    result = run_job(image, Engine(shared_onnx).segmenter(settings), tmp_path / "jobs", alpha=settings.alpha)
+    settings = PageSettings(conf=CONF, imgsz=IMGSZ, alpha="matte")
+    result = run_job(image, ModelHolder(shared_onnx).segmenter(settings), tmp_path / "jobs", alpha=settings.alpha)
     expected = _outputs(_predict(image, shared_onnx, tmp_path / "cli", "--alpha", "matte"))
     assert result.zip is not None and _zip_contents(result.zip) == expected
     alpha = np.asarray(Image.open(result.cutouts[0].path))[..., 3]
@@ -134,14 +134,14 @@ def test_sam_is_offered_with_a_checkpoint_and_matches_predict(renpy, shared_onnx
 
     from animeseg.refine import RefineOptions
     from animeseg.sam import TINY, build_sam, save_sam
-    from animeseg.web.engine import Engine, Settings
+    from animeseg.web.holder import ModelHolder, PageSettings
 
     torch.manual_seed(0)
     checkpoint = save_sam(build_sam(TINY), tmp_path / "sam_tiny.pth")
-    engine = Engine(shared_onnx, refine=RefineOptions(checkpoint, device="cpu"), device="cpu")
+    engine = ModelHolder(shared_onnx, refine=RefineOptions(checkpoint, device="cpu"), device="cpu")
     assert engine.refine_methods == ["none", "grabcut", "sam"]
     image = [renpy / "fg" / IMAGES[0]]
-    result = run_job(image, engine.segmenter(Settings("sam", CONF, IMGSZ)), tmp_path / "jobs")
+    result = run_job(image, engine.segmenter(PageSettings("sam", CONF, IMGSZ)), tmp_path / "jobs")
     sam_args = ("--refine", "sam", "--sam-checkpoint", str(checkpoint), "--device", "cpu")
     expected = _outputs(_predict(image, shared_onnx, tmp_path / "cli", *sam_args))
     assert _zip_contents(result.zip) == expected
@@ -173,20 +173,20 @@ def test_a_short_video_gives_every_frame_like_predict(renpy, shared_onnx, tmp_pa
 def test_engine_loads_the_model_once_and_applies_each_requests_settings(shared_onnx, renpy):
     from animeseg.io import read_image
     from animeseg.predict import Segmenter
-    from animeseg.web.engine import Engine, Settings
+    from animeseg.web.holder import ModelHolder, PageSettings
 
     image = read_image(renpy / "fg" / IMAGES[1])
-    engine = Engine(shared_onnx)
-    low = engine.segmenter(Settings(conf=0.25, imgsz=IMGSZ))
-    high = engine.segmenter(Settings(conf=CONF, imgsz=IMGSZ))
-    assert low.model is high.model is engine.segmenter(Settings()).model
+    engine = ModelHolder(shared_onnx)
+    low = engine.segmenter(PageSettings(conf=0.25, imgsz=IMGSZ))
+    high = engine.segmenter(PageSettings(conf=CONF, imgsz=IMGSZ))
+    assert low.model is high.model is engine.segmenter(PageSettings()).model
     fresh = Segmenter(shared_onnx, imgsz=IMGSZ, conf=CONF)(image)
     got = high(image)
     assert len(low(image)) > len(got) == len(fresh)
     np.testing.assert_array_equal(got.masks, fresh.masks)
     assert engine.refine_methods == ["none", "grabcut"]
     with pytest.raises(ValueError, match="sam"):
-        engine.segmenter(Settings(refine="sam"))
+        engine.segmenter(PageSettings(refine="sam"))
 
 
 def test_bad_inputs_are_reported_and_leave_nothing_behind(renpy, shared_onnx, tmp_path):

@@ -38,7 +38,7 @@ def _boxes(*xyxy: tuple[float, float, float, float], scores=None, size=(120, 200
 # ------------------------------------------------------------------------------------------------ tracker
 @pytest.mark.parametrize("name", ["bytetrack", "botsort"])
 def test_tracker_keeps_ids_through_a_crossing_and_a_missed_frame(name):
-    tracker = Tracker(name)
+    tracker = Tracker(name, conf=0.25)
     frame = np.zeros((120, 200, 3), np.uint8)
     ids = []
     for t in range(12):
@@ -180,7 +180,7 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
         assert np.array_equal(a.track_ids, b.track_ids) and np.array_equal(a.scores, b.scores)  # same detections
         tracks |= set(b.track_ids.tolist())
         changed += sum(r["refined"] for r in b.refine)
-        assert plain.conf == 0.25 and plain.segmenter.detector.settings.conf == 0.25  # unchanged by the low-conf calls
+        assert plain.conf == 0.25 and plain.segmenter.settings.conf == 0.25  # a frame's lower conf is per call
     assert tracks == {1, 2}
     assert changed >= 2  # GrabCut really replaced masks, and they kept their tracks
 
@@ -214,7 +214,8 @@ class _FakeTracking:
 
 def test_a_sequence_is_resumed_as_a_whole(tmp_path):
     from animeseg.media import expand_sources
-    from animeseg.runner import record_path, run
+    from animeseg.runner import run
+    from animeseg.runs import record_path
 
     src = tmp_path / "in"
     for folder, n in (("a", 3), ("b", 2)):
@@ -279,6 +280,7 @@ def test_options_that_would_change_nothing_say_so(tmp_path, capsys):
     frames = tmp_path / "frames"
     frames.mkdir()
     Image.new("RGB", (32, 32)).save(frames / "0.png")
-    code, err = cli(capsys, "predict", frames, "--model", model, "--tracker", "botsort", "--alpha", "matte")
-    assert code == 2 and "cannot load model" in err
+    args = ["--tracker", "botsort", "--alpha", "matte", "--save", "json,overlays"]
+    code, err = cli(capsys, "predict", frames, "--model", model, *args)
+    assert code == 2 and "model.pt: not a PyTorch checkpoint" in err
     assert "--tracker is only used with --track" in err and "--alpha matte only changes cut-outs" in err

@@ -13,7 +13,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
-import animeseg.train as T
+import animeseg.train.amp as A
+import animeseg.train.yolo as T
 from animeseg.cli import app
 from animeseg.data.build import build_dataset
 from animeseg.data.demo import write_demo
@@ -96,8 +97,8 @@ class Interrupt(Exception):
 
 def test_interrupted_run_resumes_from_next_epoch(tmp_path, dataset, monkeypatch, network_attempts):
     amp_checks = []
-    real_check = T.offline_check_amp
-    monkeypatch.setattr(T, "offline_check_amp", lambda model: amp_checks.append(model) or real_check(model))
+    real_check = A.offline_check_amp
+    monkeypatch.setattr(A, "offline_check_amp", lambda model: amp_checks.append(model) or real_check(model))
 
     def interrupt_after_first_epoch(trainer):
         if trainer.epoch == 0:
@@ -177,16 +178,16 @@ def test_offline_amp_check(monkeypatch, tmp_path, network_attempts):
 
     monkeypatch.setattr(ultralytics.utils, "WEIGHTS_DIR", tmp_path)  # no yolo26n.pt here
     model = torch.nn.Linear(1, 1)
-    assert T.offline_check_amp(model) is False  # CPU: AMP is not used
+    assert A.offline_check_amp(model) is False  # CPU: AMP is not used
 
     class FakeParam:  # a parameter on a GPU, without needing one
         device = torch.device("cuda", 0)
 
     monkeypatch.setattr(torch.nn.Linear, "parameters", lambda self: iter([FakeParam()]))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA GeForce GTX 1650")
-    assert T.offline_check_amp(model) is False
+    assert A.offline_check_amp(model) is False
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H200")
-    assert T.offline_check_amp(model) is True
+    assert A.offline_check_amp(model) is True
     assert network_attempts() == []
 
 

@@ -53,7 +53,9 @@ def scene() -> tuple[np.ndarray, Instances]:
 def test_parse_save():
     assert parse_save("masks,json") == ["json", "masks"]
     assert parse_save(" Masks , overlays ,") == ["masks", "overlays"]
-    assert parse_save("all") == ["json", "masks", "cutouts", "overlays", "semantic", "txt", "video"]
+    assert parse_save("all") == [
+        "json", "masks", "cutouts", "overlays", "semantic", "txt", "video", "layers", "frame-layers"
+    ]  # fmt: skip
     assert parse_save(["json", "txt,video"]) == ["json", "txt", "video"]
     with pytest.raises(ValueError, match="unknown output kind 'mask'"):
         parse_save("json,mask")

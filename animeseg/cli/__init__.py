@@ -10,11 +10,19 @@ import sys
 
 import typer
 
+try:  # Typer from 0.2x carries its own copy of Click
+    from typer._click.exceptions import BadParameter, NoArgsIsHelpError, UsageError
+except ImportError:  # older Typer runs on Click itself
+    from click.exceptions import BadParameter, NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+
 from animeseg import __version__
-from animeseg.cli import data, evaluate, export, predict, serve, train, weights
+from animeseg.cli import cut, data, evaluate, export, predict, serve, train, weights
 from animeseg.cli.console import error
+from animeseg.cli.help import tidy_help
 from animeseg.cli.render import setup_logging
 from animeseg.errors import AnimesegError, missing_extra
+
+tidy_help()
 
 app = typer.Typer(
     name="animeseg",
@@ -48,15 +56,37 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
+app.command("cut")(cut.cut)
 app.add_typer(weights.app, name="weights")
 app.add_typer(export.app, name="export")
 app.command("serve")(serve.serve)
 
 
+def usage_line(e: UsageError) -> str:
+    """A usage error as one line naming the option (or argument) and the problem, then where help is."""
+    message = (e.message if isinstance(e, BadParameter) else "") or e.format_message()
+    if isinstance(e, BadParameter) and e.message:  # (a missing parameter's own message names it)
+        param, name = getattr(e, "param", None), getattr(e, "param_hint", None)
+        if not isinstance(name, str) and param is not None:
+            name = param.opts[0] if param.opts and param.param_type_name == "option" else str(param.name).upper()
+        if isinstance(name, str) and not message.startswith(name):  # ours start with the option and value
+            message = f"{name}: {message}"
+    message = " ".join(message.split())
+    where = e.ctx.command_path if e.ctx is not None else "animeseg"
+    return f"{message} (see {where} -h)"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``animeseg`` script: user errors become one line and an exit code, not a traceback."""
+    """Entry point of the ``animeseg`` script: user errors and usage errors become one line and an exit code
+    (2 for misuse), not a traceback or a panel."""
     try:
-        app(args=argv, prog_name="animeseg")
+        code = app(args=argv, prog_name="animeseg", standalone_mode=False)
+    except NoArgsIsHelpError as e:  # `animeseg weights`: the group's help, as a bare `animeseg` gives
+        e.show()
+        sys.exit(e.exit_code)
+    except UsageError as e:
+        error(usage_line(e))
+        sys.exit(e.exit_code)
     except AnimesegError as e:
         error(str(e))
         sys.exit(e.exit_code)
@@ -66,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error(str(hint))
         sys.exit(hint.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         error("interrupted; finished outputs are kept, run again (with --resume where offered) to continue")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

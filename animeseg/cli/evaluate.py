@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from animeseg.cli import options
+from animeseg.settings import AP_SETTINGS
 
 
 def evaluate(
@@ -20,25 +22,57 @@ def evaluate(
     ),
     split: str = typer.Option("val", "--split", help="Split of a built dataset to evaluate on."),
     images: Path = typer.Option(
-        None, "--images", help="Folder the COCO file's image file_name entries are relative to (default: its folder)."
+        None,
+        "--images",
+        metavar="DIR",
+        help="Folder the COCO file's image file_name entries are relative to (default: its folder).",
     ),
-    classes: options.Classes = None,
-    imgsz: options.Imgsz = 640,
-    conf: options.Conf = 0.001,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--classes",
+            "-c",
+            metavar="MODEL=GT",
+            help="Which model class is which ground-truth category: MODEL=GT pairs, by name or id, comma-separated "
+            "or repeated. Default: classes with equal names.",
+            show_default=False,
+        ),
+    ] = None,
+    imgsz: options.Imgsz = None,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            "--conf",
+            min=0.0,
+            max=1.0,
+            metavar="SCORE",
+            help=f"Lowest detection score kept. Default: {AP_SETTINGS['conf']} (AP reads low-score detections too).",
+            show_default=False,
+        ),
+    ] = None,
     threshold: float = typer.Option(
         None,
         "--threshold",
         min=0.0,
         max=1.0,
         help="Score from which a detection counts as found (and, with --refine, is refined), for foreground "
-        "IoU/F/MAE and missed/spurious counts (default: the model's default --conf in predict: 0.5 for the "
-        "packaged model, else 0.25).",
+        "IoU/F/MAE and missed/spurious counts. Default: the model's own --conf, what predict keeps "
+        f"({options.packaged_defaults().detect.conf} for the packaged model).",
         show_default=False,
     ),
-    iou: options.Iou = 0.7,
-    max_det: options.MaxDet = 100,
+    iou: options.Iou = None,
+    max_det: Annotated[
+        int | None,
+        typer.Option(
+            "--max-det",
+            min=1,
+            metavar="N",
+            help=f"Most instances kept per image. Default: {AP_SETTINGS['max_det']} (what COCO AP reads).",
+            show_default=False,
+        ),
+    ] = None,
     device: options.Device = None,
-    refine: options.Refine = options.RefineMethod.none,
+    refine: options.Refine = None,
     refine_sam: options.RefineSam = False,
     sam_checkpoint: options.SamCheckpoint = None,
     sam_type: options.SamType = "auto",
@@ -57,9 +91,10 @@ def evaluate(
     from animeseg.evaluate import evaluate as run_evaluate
     from animeseg.metrics import table_rows
     from animeseg.refine import build_refiner
+    from animeseg.settings import model_defaults
 
-    method = options.refine_method(refine, refine_sam)
     model_file = options.model_file(model)
+    method = options.refine_method(refine, refine_sam, model_defaults(model_file).refine)
     torch_device = resolve_device(device)
     refiner = build_refiner(method, options=options.refine_options(method, sam_checkpoint, sam_type, torch_device))
     with ProgressBars() as bars:

@@ -15,12 +15,17 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+#: ``--sam-type`` of this command: the light family has no ONNX export here
+SamType = options.sam_type_option(" Only ViT SAMs (vit_b, vit_l, vit_h) are exported to ONNX.")
+
 
 @app.command("onnx")
 def onnx_command(
     model: Path | None = typer.Option(
         None,
         "--model",
+        "-m",
+        metavar="PATH",
         help="YOLO segmentation or animeseg Mask R-CNN checkpoint (.pt) to export (the architecture is read from "
         "it); written as OUT/<name>.onnx. Default, when --sam-checkpoint is not given either: the packaged model.",
     ),
@@ -50,7 +55,7 @@ def onnx_command(
     sam_checkpoint: Path | None = typer.Option(
         None, "--sam-checkpoint", help="Segment Anything checkpoint (.pth) to export as encoder + decoder ONNX."
     ),
-    sam_type: options.SamType = "auto",
+    sam_type: SamType = "auto",
     check_image: Path | None = typer.Option(
         None,
         "--check-image",
@@ -69,6 +74,10 @@ def onnx_command(
         model = packaged_model("pt")
     if half and int8:
         raise AnimesegError("choose one of --half and --int8, not both")
+    if model is not None:
+        from animeseg.yolo import resolve_model
+
+        resolve_model(model)  # a missing file or one that is no model: one line, before anything loads
 
     from animeseg import export as ex
     from animeseg.cli.console import console, progress, summary_table, warn

@@ -2,21 +2,74 @@
 
 Commands declare them as annotated parameters (``device: options.Device = None``) and turn them into library
 values with the helpers below, before any work, so every bad value is one line and exit code 2.
+
+Detection settings (``--imgsz``, ``--conf``, ``--iou``, ``--max-det``) default to None: the model's own
+(:func:`animeseg.settings.model_defaults`), laid under what the user gives by :func:`detect_settings`. ``--refine``
+likewise defaults to the model's refiner; its choices are the refiners registered when the command line is
+built (``Refine`` is made on each access, see :func:`__getattr__`), not when this module was imported.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from animeseg.refine import RefineOptions, refiner_names
 from animeseg.sam import sam_types
 
-#: ``--refine`` choices: ``none`` and every registered refiner (``animeseg.refine.register``).
-RefineMethod = Enum("RefineMethod", {name: name for name in refiner_names()}, type=str)  # type: ignore[misc]
+if TYPE_CHECKING:
+    from animeseg.settings import DetectSettings, ModelDefaults
+
+
+@cache
+def packaged_defaults() -> ModelDefaults:
+    """The packaged model's defaults (read from its sidecar once), for the help texts."""
+    from animeseg.settings import model_defaults
+    from animeseg.weights import packaged_model
+
+    return model_defaults(packaged_model())
+
+
+def default_note(key: str) -> str:
+    """Help text's end for a setting whose default is the model's own."""
+    defaults = packaged_defaults()
+    value = defaults.refine if key == "refine" else getattr(defaults.detect, key)
+    return f" Default: the model's own ({value} for the packaged model)."
+
+
+def _check_refine(value: str | None) -> str | None:
+    if value is not None and value not in refiner_names():
+        raise typer.BadParameter(f"--refine {value}: choose one of {', '.join(refiner_names())}")
+    return value
+
+
+def _refine_option() -> Any:
+    """``--refine NAME``: None (the model's refiner), ``none`` or a refiner registered now."""
+    names = refiner_names()
+    return Annotated[
+        str | None,
+        typer.Option(
+            "--refine",
+            metavar="[" + "|".join(names) + "]",
+            callback=_check_refine,
+            help="Mask refinement: none, or a refiner (sam: Segment Anything prompted with the detector's boxes; "
+            "grabcut needs no weights). Refined masks are kept only where they agree with the detector's."
+            + default_note("refine"),
+            show_default=False,
+        ),
+    ]
+
+
+def __getattr__(name: str) -> Any:
+    # `Refine` is built on each access: Typer reads a command's annotations when it builds the command line (the
+    # commands' modules postpone them), so a refiner registered after this import is still a choice
+    if name == "Refine":
+        return _refine_option()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_sam_type(value: str) -> str:
@@ -30,23 +83,60 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="PATH",
         help="YOLOv8-seg or animeseg Mask R-CNN weights (.pt or .onnx, or an exported folder; the architecture is "
         "read from the file). Default: the newest animeseg-trained weights in weights/, else the anime model "
         "packaged with animeseg.",
         show_default=False,
     ),
 ]
-Imgsz = Annotated[int, typer.Option("--imgsz", min=32, help="Inference size in pixels (long side).")]
-Conf = Annotated[
-    float,
-    typer.Option("--conf", min=0.0, max=1.0, help="Lowest detection score kept (eval: AP needs low-score ones too)."),
+Imgsz = Annotated[
+    int | None,
+    typer.Option(
+        "--imgsz",
+        min=32,
+        metavar="PIXELS",
+        help="Inference size in pixels (long side)." + default_note("imgsz"),
+        show_default=False,
+    ),
 ]
-Iou = Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="IoU threshold of non-maximum suppression.")]
-MaxDet = Annotated[int, typer.Option("--max-det", min=1, help="Most instances kept per image (COCO AP reads 100).")]
+Conf = Annotated[
+    float | None,
+    typer.Option(
+        "--conf",
+        min=0.0,
+        max=1.0,
+        metavar="SCORE",
+        help="Lowest detection score kept." + default_note("conf"),
+        show_default=False,
+    ),
+]
+Iou = Annotated[
+    float | None,
+    typer.Option(
+        "--iou",
+        min=0.0,
+        max=1.0,
+        metavar="IOU",
+        help="IoU threshold of non-maximum suppression." + default_note("iou"),
+        show_default=False,
+    ),
+]
+MaxDet = Annotated[
+    int | None,
+    typer.Option(
+        "--max-det",
+        min=1,
+        metavar="N",
+        help="Most instances kept per image." + default_note("max_det"),
+        show_default=False,
+    ),
+]
 Device = Annotated[
     str | None,
     typer.Option(
         "--device",
+        metavar="DEVICE",
         help="cpu, 0, cuda:0, mps... for the detector and SAM alike. Default: the first GPU if there is one, "
         "else the CPU.",
         show_default=False,
@@ -61,41 +151,52 @@ Runtime = Annotated[
         "docs/benchmarks.md.",
     ),
 ]
-Refine = Annotated[
-    RefineMethod,
-    typer.Option(
-        "--refine",
-        help=f"Mask refinement: {', '.join(refiner_names())}. sam: Segment Anything prompted with YOLO's boxes; "
-        "grabcut needs no weights. Refined masks are kept only where they agree with YOLO's.",
-    ),
-]
 RefineSam = Annotated[bool, typer.Option("--refine-sam", help="Shorthand for --refine sam.", show_default=False)]
+_SAM_FILES = "SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or a SAM folder from `animeseg export onnx`"
 SamCheckpoint = Annotated[
     Path | None,
     typer.Option(
         "--sam-checkpoint",
-        help="SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or exported SAM ONNX folder, for --refine "
-        "sam. Default: an official SAM file in weights/.",
+        metavar="PATH",
+        help=f"{_SAM_FILES}, for --refine sam. Default: an official SAM file in weights/.",
         show_default=False,
     ),
 ]
-SamType = Annotated[
-    str,
+#: ``serve``'s: the page offers SAM when it has a checkpoint
+ServeSamCheckpoint = Annotated[
+    Path | None,
     typer.Option(
-        "--sam-type",
-        callback=_check_sam_type,
-        help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint. mobile_sam and "
-        "sam2*: the light family (CPU-friendly, on Ultralytics' models; not exported by export onnx).",
+        "--sam-checkpoint",
+        metavar="PATH",
+        help=f"{_SAM_FILES}: the page then offers SAM refinement. Default: an official SAM file in weights/, if any.",
+        show_default=False,
     ),
 ]
+
+
+def sam_type_option(note: str = "") -> object:
+    """``--sam-type``, with a command's own ``note`` at the end of its help."""
+    return Annotated[
+        str,
+        typer.Option(
+            "--sam-type",
+            metavar="TYPE",
+            callback=_check_sam_type,
+            help=f"SAM architecture: {', '.join(sam_types())}; auto reads it from the checkpoint. mobile_sam and "
+            "sam2*: the light family (CPU-friendly, on Ultralytics' models)." + note,
+        ),
+    ]
+
+
+SamType = sam_type_option()
 Classes = Annotated[
     list[str] | None,
     typer.Option(
         "--classes",
         "-c",
-        help="Model classes, comma-separated or repeated (with COCO models 0 = person). predict: the class ids to "
-        "keep. eval: MODEL=GT pairs mapping a model class to a ground-truth category, by name or id (default: "
-        "equal names).",
+        metavar="IDS",
+        help="Class ids to keep, comma-separated or repeated (0,2 or -c 0 -c 2; with COCO models 0 = person). "
+        "An id the model does not have is an error. Default: every class.",
         show_default=False,
     ),
 ]
@@ -110,8 +211,9 @@ EngineOpt = Annotated[
     EngineName,
     typer.Option(
         "--engine",
+        metavar="[local|ray]",
         help="Where inputs run: local (this process) or ray (Ray actors, each loading the model once: this "
-        'machine\'s cores, or a cluster with --ray-address). Ray needs pip install "animeseg[ray]".',
+        'machine\'s cores, or a cluster with --ray-address). Ray needs pip install "animeseg\\[ray]".',
     ),
 ]
 RayAddress = Annotated[
@@ -162,14 +264,33 @@ def model_file(model: Path | None) -> Path:
     return Path(resolve_model(model if model is not None else default_model()))
 
 
-def refine_method(refine: Enum, refine_sam: bool) -> str:
-    """The refiner name from ``--refine`` and its ``--refine-sam`` shorthand."""
-    name = str(refine.value)
+def refine_method(refine: str | None, refine_sam: bool, default: str) -> str:
+    """The refiner name from ``--refine`` and its ``--refine-sam`` shorthand; ``default`` (the model's) when
+    neither is given."""
     if refine_sam:
-        if name not in ("none", "sam"):
-            raise typer.BadParameter(f"--refine-sam means --refine sam, not --refine {name}; give one of them")
+        if refine not in (None, "none", "sam"):
+            raise typer.BadParameter(f"--refine-sam means --refine sam, not --refine {refine}; give one of them")
         return "sam"
-    return name
+    return refine if refine is not None else default
+
+
+def detect_settings(
+    model: Path,
+    *,
+    imgsz: int | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    device: str | None = None,
+    classes: list[int] | None = None,
+    base: DetectSettings | None = None,
+) -> DetectSettings:
+    """The detection settings of a run: ``base`` (default: ``model``'s own defaults) with every option the user
+    gave over it."""
+    from animeseg.settings import model_defaults
+
+    start = base if base is not None else model_defaults(model).detect
+    return start.override(imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=classes)
 
 
 def refine_options(name: str, sam_checkpoint: Path | None, sam_type: str, device: str | None) -> RefineOptions:

@@ -9,7 +9,7 @@ import typer
 
 from animeseg.cli import options
 
-DEFAULT_SAVE = "json,overlays,video"
+DEFAULT_SAVE = "json,overlays,cutouts,video"
 
 
 def _check_alpha(value: str) -> str:
@@ -35,12 +35,25 @@ Track = Annotated[
 ]
 Tracker = Annotated[
     str,
-    typer.Option("--tracker", help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML."),
+    typer.Option(
+        "--tracker",
+        metavar="[bytetrack|botsort|FILE.yaml]",
+        help="With --track: bytetrack or botsort (Ultralytics' trackers), or a tracker YAML in their format.",
+    ),
+]
+Stabilize = Annotated[
+    bool,
+    typer.Option(
+        "--stabilize/--no-stabilize",
+        help="With --track: make each character's mask consistent with its previous frames (motion-compensated "
+        "blending along the track), so edges do not flicker; --no-stabilize keeps every frame's own masks.",
+    ),
 ]
 Alpha = Annotated[
     str,
     typer.Option(
         "--alpha",
+        metavar="[binary|matte]",
         callback=_check_alpha,
         help="Alpha of the cut-outs: binary (the mask, 0 or 255) or matte (soft edges from image matting around "
         "the mask's edge, colours cleaned of the old background; about a second or more per character).",
@@ -87,42 +100,48 @@ def _tracker_stamp(tracker: str) -> dict | str:
 def predict(
     sources: list[str] = typer.Argument(
         ...,
+        metavar="SOURCE...",
         help="Image files, folders (searched recursively), globs (quote them: 'art/**/*.png') and videos "
         "(mp4, avi, mkv, webm, mov, animated GIF; every frame is segmented).",
         show_default=False,
     ),
     model: options.Model = None,
-    imgsz: options.Imgsz = 640,
-    conf: Annotated[
-        float | None,
-        typer.Option(
-            "--conf",
-            min=0.0,
-            max=1.0,
-            help="Lowest detection score kept (default: 0.5 with the packaged model, measured in docs/model.md; "
-            "0.25 otherwise).",
-        ),
-    ] = None,
-    iou: options.Iou = 0.7,
-    max_det: options.MaxDet = 300,
+    imgsz: options.Imgsz = None,
+    conf: options.Conf = None,
+    iou: options.Iou = None,
+    max_det: options.MaxDet = None,
     device: options.Device = None,
     classes: options.Classes = None,
-    out: Path = typer.Option(
-        Path("runs/predict"), "--out", "-o", help="Output folder; outputs mirror the inputs' relative paths."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Output folder; outputs mirror the inputs' relative paths. Default: runs/predict, or the next free "
+        "runs/predict2, 3... (with --resume: the latest). A folder that holds files needs --resume or --overwrite.",
+        show_default=False,
     ),
     save: str = typer.Option(
         DEFAULT_SAVE,
         "--save",
+        metavar="KINDS",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
         "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
-        "(annotated copy of each video; replaces per-frame overlays), or all.",
+        "(annotated copy of each video; replaces per-frame overlays), layers (a layered PSD per image: the image, "
+        "then one layer per character, occluders on top; with --alpha's cut-outs), frame-layers (the same PSD "
+        "for every video frame), or all.",
     ),
-    refine: options.Refine = options.RefineMethod.none,
+    refine: options.Refine = None,
     refine_sam: options.RefineSam = False,
     sam_checkpoint: options.SamCheckpoint = None,
     sam_type: options.SamType = "auto",
     resume: bool = typer.Option(
-        False, "--resume", help="Skip inputs whose outputs in --out are complete from an earlier run."
+        False, "--resume", help="Continue the run in --out: skip inputs whose outputs are complete from it."
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the earlier run in --out: its outputs and records are removed first (other files stay).",
     ),
     engine: options.EngineOpt = options.EngineName.local,
     ray_address: options.RayAddress = None,
@@ -130,6 +149,7 @@ def predict(
     gpus_per_worker: options.GpusPerWorker = 0.0,
     track: Track = False,
     tracker: Tracker = "bytetrack",
+    stabilize: Stabilize = True,
     alpha: Alpha = "binary",
     runtime: options.Runtime = "auto",
 ) -> None:
@@ -140,6 +160,8 @@ def predict(
     from animeseg.cli.console import error, warn
     from animeseg.device import resolve_device
     from animeseg.media import expand_sources
+    from animeseg.runs import clear_run, output_folder
+    from animeseg.settings import model_defaults
     from animeseg.writers import parse_save
 
     try:
@@ -149,18 +171,19 @@ def predict(
     if not kinds:
         raise typer.BadParameter("name at least one output", param_hint="--save")
     class_ids = options.parse_class_ids(classes)
-    method = options.refine_method(refine, refine_sam)
 
     # everything that can be wrong with the set-up fails here, in one line, before any image is read
+    out = output_folder(out, resume=resume, overwrite=overwrite)
+    run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
+    model_file = options.model_file(model)
+    method = options.refine_method(refine, refine_sam, model_defaults(model_file).refine)
+    settings = options.detect_settings(
+        model_file, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
+    )
     from animeseg.runtime.session import parse_runtime
 
     parse_runtime(runtime)
-    run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
-    model_file = options.model_file(model)
-    if conf is None:
-        from animeseg.weights import model_settings
-
-        conf = model_settings(model_file)["conf"]
+    settings = settings.override(runtime=runtime)
     torch_device = resolve_device(device)
     refine_with = options.refine_options(method, sam_checkpoint, sam_type, torch_device)
 
@@ -172,39 +195,46 @@ def predict(
         if not run_on.in_process:
             raise typer.BadParameter("--track needs the local engine (a sequence is tracked in order in one process)")
         _check_frames(items, tracker)
-    elif tracker != "bytetrack":
-        warn("--tracker is only used with --track; ignored")
+    else:
+        if tracker != "bytetrack":
+            warn("--tracker is only used with --track; ignored")
+        if not stabilize:
+            warn("--no-stabilize is only used with --track; ignored")
     if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
 
-    from animeseg.predict import LazySegmenter, SegmenterSpec
+    from animeseg.predict import LazySegmenter, SegmenterSpec, check_classes
 
-    spec = SegmenterSpec(model_file, method, refine_with, imgsz, conf, iou, max_det, device, class_ids, runtime)
-    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker
-    segmenter = spec.build() if run_on.in_process else LazySegmenter(spec)
+    spec = SegmenterSpec(model_file, method, refine_with, settings)
+    # here: loaded now, so a broken model fails before any input; elsewhere: loaded once in each worker (its
+    # classes checked here, on the names the runner reads anyway)
+    if run_on.in_process:
+        segmenter = spec.build()
+    else:
+        segmenter = LazySegmenter(spec)
+        check_classes(settings.classes, segmenter.names, model_file)
     sam_path = refine_with.sam_checkpoint
     if track:
         from animeseg.track import TrackingSegmenter
 
-        segmenter = TrackingSegmenter(segmenter, tracker)
+        segmenter = TrackingSegmenter(segmenter, tracker, stabilize=stabilize)
     signature = {
         "model": _file_stamp(model_file) if model_file.exists() else str(model_file),
-        "imgsz": imgsz,
-        "conf": conf,
-        "iou": iou,
-        "max_det": max_det,
-        "classes": class_ids,
+        **{k: v for k, v in settings.as_dict().items() if k != "device"},
         "refine": method,
         "sam": _file_stamp(sam_path) if sam_path is not None else None,
         "sam_type": refine_with.sam_type if sam_path is not None else None,
         "track": _tracker_stamp(tracker) if track else None,
         "alpha": alpha,
-        "runtime": runtime,
     }
+    if track:
+        signature["stabilize"] = stabilize  # only tracked runs have it: untracked records stay valid
 
     from animeseg.cli.render import ProgressBars, print_run_summary
     from animeseg.runner import run
 
+    if overwrite:
+        clear_run(out)
     with ProgressBars() as bars:
         summary = run(
             items,

@@ -80,7 +80,9 @@ def print_run_summary(summary: Any) -> None:
     from animeseg.cli.console import console, summary_table
 
     console.print(summary_table(f"animeseg predict -> {summary.out}", ["", "count"], summary.rows()))
-    if summary.failed:
+    if summary.retryable:
         console.print(f"{summary.failed} input(s) failed (one line each above); run again with --resume to retry them")
+    elif summary.failed:
+        console.print(f"{summary.failed} input(s) failed (one line each above): they are not usable images or videos")
     if summary.predictions is not None:
         console.print(f"predictions: {summary.predictions}", soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -27,14 +28,37 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 lets other computers on your network in."
     ),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
-    imgsz: options.Imgsz = 640,
-    conf: options.Conf = 0.25,
-    sam_checkpoint: options.SamCheckpoint = None,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(
+            "--imgsz",
+            min=32,
+            metavar="PIXELS",
+            help="Image size the page starts with (each request may change it)." + options.default_note("imgsz"),
+            show_default=False,
+        ),
+    ] = None,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            "--conf",
+            min=0.0,
+            max=1.0,
+            metavar="SCORE",
+            help="Confidence the page starts with (each request may change it)." + options.default_note("conf"),
+            show_default=False,
+        ),
+    ] = None,
+    refine: options.Refine = None,
+    sam_checkpoint: options.ServeSamCheckpoint = None,
     sam_type: options.SamType = "auto",
     device: options.Device = None,
 ) -> None:
-    """Serve a local web page: drop images or a short video, see the overlay and every character cut out, and
-    download it all as one zip. Works with no network; uploads stay on this computer. Ctrl+C stops it."""
+    """Serve a local web page: drop images or a video, get every character cut out.
+
+    The page shows the overlay and every cut-out, and gives it all as one zip. Works with no network; uploads
+    stay on this computer. Ctrl+C stops it.
+    """
     import os
     import shutil
     import signal
@@ -47,7 +71,7 @@ def serve(
     from animeseg.cli.console import console, warn
     from animeseg.device import resolve_device
     from animeseg.errors import AnimesegError
-    from animeseg.refine import RefineOptions
+    from animeseg.refine import RefineOptions, check_refiner
     from animeseg.web import page_env
     from animeseg.weights import default_sam
 
@@ -62,26 +86,31 @@ def serve(
     model_file = options.model_file(model)
     torch_device = resolve_device(device)
     # SAM is offered on the page when there is a checkpoint (given, or an official one in weights/)
-    if sam_checkpoint is not None or default_sam() is not None:
+    if sam_checkpoint is not None or default_sam() is not None or refine == "sam":
         refine_with = options.refine_options("sam", sam_checkpoint, sam_type, torch_device)
     else:
         refine_with = RefineOptions(device=torch_device)
+    if refine not in (None, "none"):  # the page's starting refinement must be one it offers
+        check_refiner(refine, refine_with)
     sam_path = refine_with.sam_checkpoint
+    settings = options.detect_settings(model_file, imgsz=imgsz, conf=conf)
 
     workspace = Path(tempfile.mkdtemp(prefix="animeseg-serve-"))
     # SIGTERM (a service manager, a test) must clean up like Ctrl+C does
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         os.environ.update(page_env(workspace))
-        from animeseg.web.engine import Engine
+        from animeseg.web.holder import ModelHolder
         from animeseg.web.page import build_page, launch
 
         with console.status(escape(f"loading {model_file.name}")):
-            engine = Engine(model_file, refine=refine_with, device=torch_device)
-            engine.warm_up(imgsz)
+            holder = ModelHolder(
+                model_file, refine=refine_with, device=torch_device, settings=settings, refine_default=refine
+            )
+            holder.warm_up()
         jobs = workspace / "jobs"
         jobs.mkdir()
-        page = build_page(engine, jobs, imgsz=imgsz, conf=conf)
+        page = build_page(holder, jobs)
         try:
             url = launch(page, host=host, port=port, allowed=[jobs])
         except OSError:  # Gradio's own message names its environment variables, not our options

@@ -27,6 +27,7 @@ def train(
     arch: Arch = typer.Option(
         "yolo",
         "--arch",
+        metavar="[yolo|maskrcnn]",
         help="Architecture: yolo (Ultralytics YOLOv8-seg) or maskrcnn (torchvision Mask R-CNN trained with PyTorch "
         "Lightning; needs the maskrcnn extra).",
     ),
@@ -34,6 +35,7 @@ def train(
         None,
         "--model",
         "-m",
+        metavar="PATH",
         help="Weights to fine-tune (.pt), or an architecture such as yolov8n-seg.yaml for random weights "
         "(default: yolov8m-seg.pt). maskrcnn: starting weights (default: the backbone's official COCO file in "
         "weights/), or the last.ckpt to --resume. Never downloaded: get official weights with "
@@ -43,6 +45,7 @@ def train(
     backbone: str = typer.Option(
         "resnet50_fpn_v2",
         "--backbone",
+        metavar="[resnet50_fpn_v2|mobilenet_v3_large_fpn]",
         help="maskrcnn: resnet50_fpn_v2 (torchvision's Mask R-CNN v2) or mobilenet_v3_large_fpn (lighter, "
         "CPU-friendly).",
     ),
@@ -56,7 +59,10 @@ def train(
         "memory (default: -1).",
     ),
     device: str = typer.Option(
-        None, "--device", help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) (default: GPU 0 if any, else cpu)."
+        None,
+        "--device",
+        metavar="DEVICE",
+        help="cpu, 0, or several GPUs as 0,1,2,3 (Ultralytics DDP) (default: GPU 0 if any, else cpu).",
     ),
     devices: int = typer.Option(
         None,
@@ -81,7 +87,7 @@ def train(
         False, "--from-scratch", help="Same architecture as --model, random initial weights (no weights file needed)."
     ),
     optimizer: str = typer.Option(
-        None, "--optimizer", help="SGD, AdamW, Adam, ... or auto (the study's choice) (default: auto)."
+        None, "--optimizer", metavar="NAME", help="SGD, AdamW, Adam, ... or auto (the study's choice) (default: auto)."
     ),
     lr0: float = typer.Option(
         None, "--lr0", help="Initial learning rate (default: 0.01); ignored by Ultralytics with --optimizer auto."
@@ -93,6 +99,7 @@ def train(
         None,
         "--arg",
         "-a",
+        metavar="KEY=VALUE",
         help="Any further Ultralytics train argument as key=value; repeat it (e.g. -a mosaic=0.5 -a patience=20).",
     ),
     weights_dir: Path = typer.Option(
@@ -119,7 +126,7 @@ def train(
         given = [k for k, v in yolo_only.items() if v is not None]
         if given:
             raise AnimesegError(f"{', '.join(given)}: YOLO training options; --arch maskrcnn does not take them")
-        from animeseg.maskrcnn.train import train_maskrcnn
+        from animeseg.train.maskrcnn import train_maskrcnn
 
         with ProgressBars() as bars:
             result = train_maskrcnn(

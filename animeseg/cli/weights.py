@@ -10,9 +10,9 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Official checkpoints (YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l, torchvision's COCO "
-    "Mask R-CNN / MobileNetV3 starting points): list them, download "
-    "them into weights/ (the only command that uses the network) and verify their SHA-256.",
+    help="Model files: list, download (the only command that uses the network), verify and import them.\n\n"
+    "The official checkpoints are YOLOv8n/s/m-seg, SAM vit_b/l/h, MobileSAM, SAM 2.1 t/s/b/l and torchvision's "
+    "COCO Mask R-CNN / MobileNetV3 starting points; `download` puts them into weights/ and checks their SHA-256.",
     no_args_is_help=True,
 )
 
@@ -38,6 +38,7 @@ def list_(
     from animeseg import weights as W
     from animeseg.cli.console import console, summary_table
     from animeseg.errors import MissingWeightsError
+    from animeseg.settings import describe_defaults, model_defaults
 
     rows = []
     for w in W.OFFICIAL.values():
@@ -48,7 +49,9 @@ def list_(
             state = "partial download"
         else:
             state = "missing"
-        rows.append((w.name, w.filename, _size(w.size), state))
+        # the light SAMs' and torchvision's authors publish no size: show the file's own when it is here
+        size = _size(w.size) if w.size is not None else _size(path.stat().st_size) if path.is_file() else "unpublished"
+        rows.append((w.name, w.filename, size, state))
     title = f"Official weights in {W.weights_dir(directory)}"
     console.print(summary_table(title, ["name", "file", "size", "status"], rows))
     # sha256sum's own format, so `sha256sum -c` can check a folder fetched by hand
@@ -70,7 +73,9 @@ def list_(
     if packaged:
         console.print(summary_table("Packaged anime model (docs/model.md)", ["name", "file", "size"], packaged))
     try:
-        console.print(f"default model for predict: {W.default_model(directory)}", soft_wrap=True)
+        default = W.default_model(directory)
+        console.print(f"default model for predict: {default}", soft_wrap=True)
+        console.print(f"its defaults: {describe_defaults(model_defaults(default))}", soft_wrap=True, markup=False)
     except MissingWeightsError as e:
         console.print(f"default model for predict: none ({e})", soft_wrap=True)
 
@@ -79,6 +84,7 @@ def list_(
 def download(
     names: list[str] = typer.Argument(
         None,
+        metavar="NAME...",
         help="Names to fetch: yolov8n-seg, yolov8s-seg, yolov8m-seg, sam_vit_b, sam_vit_l, sam_vit_h, mobile_sam, "
         "sam2.1_t, sam2.1_s, sam2.1_b, sam2.1_l, maskrcnn_resnet50_fpn_v2, fasterrcnn_mobilenet_v3_large_fpn.",
     ),
@@ -129,9 +135,15 @@ def import_(
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write (default: weights/<onnx name>.pt)."),
     classes: list[str] = typer.Option(
-        None, "--class", "-c", help="Keep only this class (id or name; repeat it): the head is cut down to them."
+        None,
+        "--class",
+        "-c",
+        metavar="CLASS",
+        help="Keep only this class (id or name; repeat it): the head is cut down to them.",
     ),
-    names: list[str] = typer.Option(None, "--name", help="New names for the kept classes, in order; repeat it."),
+    names: list[str] = typer.Option(
+        None, "--name", metavar="NAME", help="New names for the kept classes, in order; repeat it."
+    ),
     image: Path | None = typer.Option(
         None, "--image", help="Image for the parity check (default: the example image shipped with animeseg)."
     ),
@@ -142,7 +154,7 @@ def import_(
     from animeseg import weights as W
     from animeseg.cli.console import console, summary_table
     from animeseg.io import read_image
-    from animeseg.onnx_import import compare, import_onnx
+    from animeseg.onnx_to_checkpoint import compare, import_onnx
 
     dest = out or W.weights_dir(directory) / f"{onnx_model.stem}.pt"
     result = import_onnx(onnx_model, dest, classes=classes or None, rename=names or None)
@@ -175,6 +187,7 @@ def import_(
 def verify(
     targets: list[str] = typer.Argument(
         None,
+        metavar="NAME_OR_FILE...",
         help="Official names or file paths to check (default: every official file present in the weights folder).",
     ),
     sha256: str | None = typer.Option(

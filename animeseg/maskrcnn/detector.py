@@ -1,19 +1,22 @@
-"""Mask R-CNN as an animeseg :class:`~animeseg.detector.Detector`: an image in, full-resolution ``Instances`` out.
+"""Mask R-CNN as an animeseg :class:`~animeseg.detector.Detector` (a checkpoint in PyTorch, or its ONNX export on
+ONNX Runtime): an image in, full-resolution ``Instances`` out.
 
 torchvision resizes the image itself (long side to ``imgsz``) and pastes each mask back at the image's own size,
 so masks are never letterbox-sized. ``conf``, ``iou`` and ``max_det`` set the ROI heads' score threshold, NMS
-threshold and detections per image; ``classes`` keeps only those class ids.
+threshold and detections per image; ``classes`` keeps only those class ids. Settings come as a
+:class:`~animeseg.settings.DetectSettings`, the detector's own or a call's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from animeseg.detector import check_image, unrefined_record
-from animeseg.instances import Instances
+from animeseg.instances import Instances, check_image, unrefined_record
+from animeseg.settings import DetectSettings, model_defaults
 
 
 def configure(model: Any, imgsz: int, conf: float, iou: float, max_det: int) -> Any:
@@ -32,7 +35,7 @@ def to_instances(
     scores: np.ndarray,
     masks: np.ndarray,
     names: dict[int, str],
-    classes: list[int] | None,
+    classes: tuple[int, ...] | list[int] | None,
 ) -> Instances:
     """``Instances`` from Mask R-CNN outputs: labels (N,) with 0 = background, masks (N, 1, H, W) probabilities.
 
@@ -60,41 +63,35 @@ class MaskRCNNDetector:
 
     Args:
         model: the checkpoint (its architecture and classes are read from it).
-        imgsz: long side the image is resized to inside the model.
-        conf, iou, max_det, classes: as for every detector (see the module doc).
-        device: a torch device (``cpu``, ``cuda:0``); None: the first GPU if any, else the CPU.
+        settings: what :meth:`detect` uses by default (None: the model's own); ``imgsz`` is the long side the
+            image is resized to inside the model; ``device`` a torch device (``cpu``, ``cuda:0``), None: the
+            first GPU if any, else the CPU.
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        imgsz: int = 640,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        max_det: int = 300,
-        device: str | None = None,
-        classes: list[int] | None = None,
-    ) -> None:
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
         import torch
 
         from animeseg.maskrcnn.model import load_checkpoint
 
         net, self.config = load_checkpoint(model)
+        self.settings = settings if settings is not None else model_defaults(model).detect
+        device = self.settings.device
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = net.to(self.device).eval()
-        # applied at each call, so a shallow copy with other args shares the loaded model (as `serve` does)
-        self.args: dict[str, Any] = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det}
         self.names: dict[int, str] = dict(self.config.names)
-        self.classes = list(classes) if classes is not None else None
 
-    def detect(self, image: np.ndarray) -> Instances:
-        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
+        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score.
+
+        ``settings``: this call's (default :attr:`settings`; applied to the model at each call, so detectors
+        sharing it may differ).
+        """
         import torch
 
+        s = settings or self.settings
         image = check_image(image)
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device).float() / 255.0
-        configure(self.model, **self.args)
+        configure(self.model, s.imgsz, s.conf, s.iou, s.max_det)
         with torch.inference_mode():
             out = self.model([x])[0]
         return to_instances(
@@ -103,5 +100,47 @@ class MaskRCNNDetector:
             out["scores"].cpu().numpy(),
             out["masks"].cpu().numpy(),
             self.names,
-            self.classes,
+            s.classes,
         )
+
+
+def onnx_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session of a Mask R-CNN export."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # torchvision's graph makes ORT warn about unused initialisers
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(session: Any, image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The graph's ``boxes``, ``labels``, ``scores``, ``masks`` for an RGB (H, W, 3) uint8 image."""
+    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    boxes, labels, scores, masks = session.run(None, {session.get_inputs()[0].name: x})
+    return boxes, labels, scores, masks
+
+
+class MaskRCNNOnnxDetector:
+    """A Mask R-CNN ONNX export on ONNX Runtime (CPU), as an animeseg detector.
+
+    ``conf``, ``max_det`` and ``classes`` of its settings are applied to the graph's output (it keeps scores down
+    to its traced ``conf``); ``imgsz`` and ``iou`` are fixed in the graph (its metadata says which), so other
+    values are ignored.
+    """
+
+    def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
+        self.path = Path(model)
+        self.session = onnx_session(self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
+        self.settings = settings if settings is not None else model_defaults(model).detect
+        self.model = None
+
+    def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
+        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
+        s = settings or self.settings
+        image = check_image(image)
+        boxes, labels, scores, masks = onnx_outputs(self.session, image)
+        keep = scores >= float(s.conf)
+        inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, s.classes)
+        return inst[: s.max_det] if len(inst) > s.max_det else inst

@@ -5,7 +5,8 @@ The whole torchvision model goes into the graph (resize, backbone, RPN, ROI head
 ``masks`` (N, 1, H, W) probabilities at the input's size. It is traced with torch's TorchScript-based exporter
 (``dynamo=False``): torchvision's detection models carry their ONNX support there. The settings traced in are
 recorded in the file's metadata (``animeseg_arch``, ``names``, ``imgsz``, ``conf``, ``iou``, ``max_det``); the
-ONNX detector applies a higher ``conf`` and fewer ``max_det`` itself.
+ONNX detector (:class:`animeseg.maskrcnn.detector.MaskRCNNOnnxDetector`) applies a higher ``conf`` and fewer
+``max_det`` itself.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from animeseg.detector import check_image
 from animeseg.errors import AnimesegError
 from animeseg.export.parity import Parity, mask_ious, sample_image
-from animeseg.instances import Instances
-from animeseg.maskrcnn.detector import configure, to_instances
+from animeseg.instances import check_image
+from animeseg.maskrcnn.detector import configure, onnx_outputs, onnx_session
 from animeseg.maskrcnn.model import ARCH
 
 OPSET = 17
@@ -86,54 +85,6 @@ def export_maskrcnn(model: str | Path, out: str | Path = "exports", imgsz: int |
     return dst
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # torchvision's graph makes ORT warn about unused initialisers
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _run(session: Any, image: np.ndarray) -> tuple[np.ndarray, ...]:
-    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
-    boxes, labels, scores, masks = session.run(None, {session.get_inputs()[0].name: x})
-    return boxes, labels, scores, masks
-
-
-class MaskRCNNOnnxDetector:
-    """A Mask R-CNN ONNX export on ONNX Runtime (CPU), as an animeseg detector.
-
-    ``conf`` and ``max_det`` are applied to the graph's output (it keeps scores down to its traced ``conf``);
-    ``imgsz`` and ``iou`` are fixed in the graph (its metadata says which), so other values are ignored.
-    """
-
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        conf: float = 0.25,
-        max_det: int = 300,
-        classes: list[int] | None = None,
-        **_ignored: Any,
-    ) -> None:
-        self.path = Path(model)
-        self.session = _session(self.path)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
-        self.args: dict[str, Any] = {"conf": float(conf), "max_det": int(max_det)}
-        self.classes = list(classes) if classes is not None else None
-        self.model = None
-
-    def detect(self, image: np.ndarray) -> Instances:
-        """Instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution, by score."""
-        image = check_image(image)
-        boxes, labels, scores, masks = _run(self.session, image)
-        keep = scores >= float(self.args["conf"])
-        inst = to_instances(boxes[keep], labels[keep], scores[keep], masks[keep], self.names, self.classes)
-        max_det = int(self.args["max_det"])
-        return inst[:max_det] if len(inst) > max_det else inst
-
-
 def check_maskrcnn(
     model: str | Path, onnx_path: str | Path, image: np.ndarray | None = None, conf: float = 0.05
 ) -> Parity:
@@ -150,7 +101,7 @@ def check_maskrcnn(
 
     onnx_path = Path(onnx_path)
     image = sample_image()[0] if image is None else check_image(image)
-    session = _session(onnx_path)
+    session = onnx_session(onnx_path)
     meta = session.get_modelmeta().custom_metadata_map
     net, _ = load_checkpoint(model)
     settings = {k: float(meta.get(k, v)) for k, v in EXPORT_SETTINGS.items()}
@@ -158,7 +109,7 @@ def check_maskrcnn(
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
     with torch.no_grad():
         pt = {k: v.numpy() for k, v in net([x])[0].items()}
-    ox = dict(zip(("boxes", "labels", "scores", "masks"), _run(session, image), strict=True))
+    ox = dict(zip(("boxes", "labels", "scores", "masks"), onnx_outputs(session, image), strict=True))
     sel = np.flatnonzero(pt["scores"] >= conf)
     ious, score_diffs, box_diffs, missing = [], [], [], 0
     for i in sel:
@@ -190,4 +141,4 @@ def check_maskrcnn(
     )
 
 
-__all__ = ["EXPORT_SETTINGS", "MaskRCNNOnnxDetector", "check_maskrcnn", "export_maskrcnn"]
+__all__ = ["EXPORT_SETTINGS", "check_maskrcnn", "export_maskrcnn"]

@@ -143,6 +143,11 @@ def _torch_load(path: Path) -> Any:
 
     import torch
 
+    from animeseg.io import torch_file_problem
+
+    problem = torch_file_problem(path)
+    if problem is not None:  # a text file or an image renamed .pt: the unpickler would say `KeyError: 101`
+        raise AnimesegError(f"{path}: {problem}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError):
@@ -182,8 +187,8 @@ def onnx_architecture(path: Path) -> str:
 
     try:
         meta = onnx_metadata(path)  # the metadata alone, without parsing the graph or importing onnx
-    except InputError:
-        return "yolo"  # let the YOLO loader give its own message
+    except InputError as e:
+        raise AnimesegError(f"{path}: not a readable ONNX model (empty, truncated or not ONNX: {e.problem})") from None
     arch = meta.get("animeseg_arch", "yolo")
     if arch not in KNOWN_ARCHITECTURES:
         raise InputError(path, f"unknown architecture {arch!r} (known: {', '.join(KNOWN_ARCHITECTURES)})")

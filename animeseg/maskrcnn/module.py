@@ -1,6 +1,6 @@
 """The PyTorch Lightning module that trains a torchvision Mask R-CNN (the ``maskrcnn`` extra).
 
-A module of its own because it imports Lightning at import time; :mod:`animeseg.maskrcnn.train` imports it only
+A module of its own because it imports Lightning at import time; :mod:`animeseg.train.maskrcnn` imports it only
 when training. Its hyper-parameters (saved in every Lightning checkpoint) hold the model config, so a
 ``last.ckpt`` alone is enough to resume, and :func:`animeseg.maskrcnn.model.load_checkpoint` reads it too.
 """

@@ -110,8 +110,10 @@ def build_refiner(
 
 # The refiners that ship with animeseg. Their modules import nothing heavy at import time.
 from animeseg.refine.grabcut import GrabCutRefiner  # noqa: E402
+from animeseg.refine.learned import LearnedRefiner  # noqa: E402
 from animeseg.refine.sam import SamRefiner  # noqa: E402
 
+register(LearnedRefiner)
 register(GrabCutRefiner)
 register(SamRefiner)
 

@@ -18,10 +18,13 @@ class Candidates:
     Attributes:
         masks: (N, K, H, W) bool at full image resolution.
         scores: (N, K) float32, the refiner's own confidence in each candidate (SAM's predicted IoU, say).
+        alphas: (N, K, H, W) uint8 soft alpha of each candidate (0-255; its mask is where it is >= 128), from
+            refiners that predict one (the learned refiner); None otherwise. Cut-outs use it.
     """
 
     masks: np.ndarray
     scores: np.ndarray
+    alphas: np.ndarray | None = None
 
 
 @runtime_checkable

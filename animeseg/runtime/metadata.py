@@ -62,6 +62,9 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     path = Path(path)
     meta: dict[str, str] = {}
     try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ValueError("empty file")
         with open(path, "rb") as f:
             while (tag := _varint(f)) is not None:
                 field, wire = tag >> 3, tag & 7
@@ -80,6 +83,8 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
                         meta[key] = value
                     else:
                         f.seek(length, 1)  # the graph and its weights: skipped, never read
+                    if f.tell() > size:
+                        raise ValueError("truncated file")
                 else:
                     raise ValueError(f"unexpected wire type {wire}")
     except OSError as e:

@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from animeseg._lazy import cv2
-from animeseg.detector import check_image, unrefined_record
 from animeseg.errors import AnimesegError
-from animeseg.instances import Instances
+from animeseg.instances import Instances, check_image, unrefined_record
 from animeseg.runtime.metadata import class_names, model_metadata
 from animeseg.runtime.session import Session, create_session, default_threads, parse_runtime
 from animeseg.settings import DetectSettings, model_defaults

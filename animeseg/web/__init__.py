@@ -1,6 +1,6 @@
 """The local web page of ``animeseg serve``: drop images or a short video, get overlays, cut-outs and a zip.
 
-``engine`` holds the model (loaded once per server), ``jobs`` turns one batch of uploads into the same outputs as
+``holder`` holds the model (loaded once per server), ``jobs`` turns one batch of uploads into the same outputs as
 ``animeseg predict`` plus a zip, and ``page`` is the Gradio page around them. Only ``page`` imports Gradio (the
 optional extra ``animeseg[web]``), so the rest works and is tested without it.
 """

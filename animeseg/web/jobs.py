@@ -2,7 +2,7 @@
 
 Each batch gets its own folder under the server's jobs folder: ``inputs/`` (the uploads, removed when the batch
 ends), ``out/`` (written by :func:`animeseg.runner.run`, exactly as ``animeseg predict --save
-json,masks,cutouts,overlays`` writes it) and the zip of ``out/``. A batch in which nothing succeeded, or that
+json,masks,cutouts,overlays,layers`` writes it) and the zip of ``out/``. A batch in which nothing succeeded, or that
 raises, leaves no folder behind; every file is written atomically, so nothing is ever half-written.
 """
 
@@ -23,11 +23,12 @@ from pathlib import Path
 from animeseg.io import IMAGE_EXTS, atomic_path
 from animeseg.media import MEDIA_EXTS, MOVIE_EXTS, MediaItem, expand_sources
 from animeseg.progress import ProgressCallback
-from animeseg.runner import RECORDS, SegmenterLike, run
+from animeseg.runner import SegmenterLike, run
+from animeseg.runs import RECORDS
 from animeseg.writers import PREDICTIONS, cutout_path, mask_path, overlay_path
 
-#: What the page writes for each input: what its zip holds.
-PAGE_SAVE = ("json", "masks", "cutouts", "overlays")
+#: What the page writes for each input: what its zip holds (``layers``: a PSD per image, not per video frame).
+PAGE_SAVE = ("json", "masks", "cutouts", "overlays", "layers")
 #: Longest video the page takes (frames); longer ones are refused with a pointer to ``animeseg predict``.
 MAX_VIDEO_FRAMES = 600
 

@@ -16,7 +16,7 @@ import gradio as gr
 
 from animeseg.matte import ALPHA_MODES
 from animeseg.progress import Step
-from animeseg.web.engine import Engine, Settings
+from animeseg.web.holder import ModelHolder, PageSettings
 from animeseg.web.jobs import JobResult, Picture, prune_jobs, run_job
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _gallery(pictures: Sequence[Picture]) -> list[tuple[str, str]]:
     return [(str(p.path), p.caption) for p in pictures[:GALLERY_LIMIT]]
 
 
-def status_text(result: JobResult, settings: Settings) -> str:
+def status_text(result: JobResult, settings: PageSettings) -> str:
     """The Markdown message under the button: what was found, with which settings, and what failed."""
     lines = []
     if result.succeeded:
@@ -65,9 +65,9 @@ def status_text(result: JobResult, settings: Settings) -> str:
     return "\n\n".join(lines) if lines else "Nothing to show."
 
 
-def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.25) -> gr.Blocks:
-    """The page; ``jobs`` is the folder each batch's outputs go to; ``imgsz`` and ``conf`` are the initial
-    settings shown."""
+def build_page(holder: ModelHolder, jobs: Path) -> gr.Blocks:
+    """The page; ``jobs`` is the folder each batch's outputs go to. The settings first shown are the holder's
+    (the model's defaults with ``serve``'s options over them), so an untouched page segments as ``predict`` does."""
 
     def segment(
         files: list[str] | None,
@@ -80,14 +80,14 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
         no_zip = gr.DownloadButton(value=None, visible=False)
         if not files:
             return [], [], [], "Drop one or more images (or a short video) first.", no_zip
-        settings = Settings(refine=refine, conf=float(conf), imgsz=int(imgsz), alpha=alpha)
+        settings = PageSettings(refine=refine, conf=float(conf), imgsz=int(imgsz), alpha=alpha)
 
         def report(step: Step) -> None:
             progress((step.done, step.total), desc=step.label, unit="images")
 
         try:
             prune_jobs(jobs)
-            result = run_job(files, engine.segmenter(settings), jobs, on_progress=report, alpha=settings.alpha)
+            result = run_job(files, holder.segmenter(settings), jobs, on_progress=report, alpha=settings.alpha)
         except Exception as e:  # the server must keep serving whatever one request does
             log.exception("segmentation failed")
             message = f"**Something went wrong:** {_md(f'{type(e).__name__}: {e}')}. The page still works: try again."
@@ -105,6 +105,7 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
             download,
         )
 
+    start = holder.page_defaults()
     # delete_cache: Gradio's copies of uploads and results older than an hour go, checked every hour
     with gr.Blocks(title="animeseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(_INTRO)
@@ -114,17 +115,17 @@ def build_page(engine: Engine, jobs: Path, *, imgsz: int = 640, conf: float = 0.
                     label="Images or a short video", file_count="multiple", type="filepath", elem_id="inputs"
                 )
                 refine = gr.Radio(
-                    engine.refine_methods,
-                    value="none",
+                    holder.refine_methods,
+                    value=start.refine,
                     label="Refinement",
                     info="GrabCut needs no weights; SAM appears when the server has a checkpoint.",
                     elem_id="refine",
                 )
-                conf_in = gr.Slider(0.01, 1.0, value=conf, step=0.01, label="Confidence", elem_id="conf")
-                imgsz_in = gr.Slider(64, 1920, value=imgsz, step=32, label="Image size", elem_id="imgsz")
+                conf_in = gr.Slider(0.01, 1.0, value=start.conf, step=0.01, label="Confidence", elem_id="conf")
+                imgsz_in = gr.Slider(64, 1920, value=start.imgsz, step=32, label="Image size", elem_id="imgsz")
                 alpha_in = gr.Radio(
                     list(ALPHA_MODES),
-                    value="binary",
+                    value=start.alpha,
                     label="Cut-out edges",
                     info="matte: soft edges by image matting, colours cleaned of the old background (slower).",
                     elem_id="alpha",

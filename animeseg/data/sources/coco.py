@@ -25,7 +25,7 @@ from pycocotools import mask as mask_utils
 
 from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.jsonstream import iter_elements, read_element
-from animeseg.data.sources import Listing, Source, Task
+from animeseg.data.sources.base import Listing, Source, Task
 from animeseg.data.write import rle_area_box
 from animeseg.io import read_image
 from animeseg.masks import decode_rle, encode_rle

@@ -27,7 +27,7 @@ import numpy as np
 
 from animeseg._lazy import cv2
 from animeseg.data.example import Example, SkipItem
-from animeseg.data.sources import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
+from animeseg.data.sources.base import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
 from animeseg.errors import ConfigError, InputError
 from animeseg.io import list_files, read_image, read_rgba
 
@@ -259,6 +259,28 @@ def paint(background: np.ndarray, record: dict[str, Any], foregrounds: list[np.n
         ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         image = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]) if ok else image
     return image
+
+
+def visible_alphas(record: dict[str, Any], foregrounds: list[np.ndarray]) -> np.ndarray:
+    """The exact soft alpha of each character of a composite as it shows in the image: (N, H, W) float32 in [0, 1].
+
+    Each foreground's alpha is warped the way :func:`paint` warps it, then covered by the characters above it
+    (``a_i * prod(1 - a_j)`` over later ``j``), so the alphas of a composite add up to its foreground coverage.
+    ``foregrounds`` are the RGBA files of ``record["foregrounds"]``, in order.
+    """
+    w, h = record["size"]
+    out = np.zeros((len(foregrounds), h, w), np.float32)
+    for i, (rgba, fg) in enumerate(zip(foregrounds, record["foregrounds"], strict=True)):
+        m = np.vstack([np.asarray(fg["matrix"], np.float64), [0.0, 0.0, 1.0]])
+        alpha, m = _shrink_for_warp(np.ascontiguousarray(rgba[..., 3]), m)
+        out[i] = cv2.warpAffine(alpha, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32)
+    out /= 255.0
+    cover = np.ones((h, w), np.float32)  # what the characters above let through
+    for i in range(len(out) - 1, -1, -1):
+        own = out[i].copy()
+        out[i] *= cover
+        cover *= 1.0 - own
+    return out
 
 
 def remake(record: dict[str, Any], foregrounds: str | Path, backgrounds: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from animeseg.data.example import CrowdItem, EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
-from animeseg.data.sources import Listing, Source, Task, relative
+from animeseg.data.sources.base import Listing, Source, Task, relative
 from animeseg.errors import InputError
 from animeseg.io import IMAGE_EXTS, _pil_open, list_files, read_image
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from animeseg._lazy import cv2
 from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
-from animeseg.data.sources import Listing, Source, Task, relative
+from animeseg.data.sources.base import Listing, Source, Task, relative
 from animeseg.errors import InputError
 from animeseg.io import _open, _to_8bit, list_files, read_image
 

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from animeseg.data.example import EmptyItem, Example, SkipItem, copyable, fit_size, resize_image
-from animeseg.data.sources import TRAIN, VAL, Listing, Source, Task, relative
+from animeseg.data.sources.base import TRAIN, VAL, Listing, Source, Task, relative
 from animeseg.errors import ConfigError, InputError
 from animeseg.io import IMAGE_EXTS, list_files, read_image
 from animeseg.masks import polygon_to_mask

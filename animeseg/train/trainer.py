@@ -1,7 +1,7 @@
 """Ultralytics' segmentation trainer with the AMP check kept offline.
 
 A module of its own because it imports Ultralytics at import time: multi-GPU workers unpickle the trainer class by
-name in new processes, so the class must live at module level, and :mod:`animeseg.train` must stay importable
+name in new processes, so the class must live at module level, and :mod:`animeseg.train.yolo` must stay importable
 without Ultralytics.
 """
 
@@ -19,13 +19,14 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 
 def _amp_check(model: Any) -> bool:
-    from animeseg import train
+    from animeseg.train import amp
 
-    return train.offline_check_amp(model)  # looked up at call time, so tests can observe it
+    return amp.offline_check_amp(model)  # looked up at call time, so tests can observe it
 
 
 class AnimesegTrainer(SegmentationTrainer):
-    """Ultralytics' segmentation trainer whose AMP check never downloads (see ``train.offline_check_amp``)."""
+    """Ultralytics' segmentation trainer whose AMP check never downloads
+    (:func:`animeseg.train.amp.offline_check_amp`)."""
 
     def _setup_train(self):
         import ultralytics.engine.trainer as engine

@@ -2,14 +2,14 @@
 
 Ultralytics does the training; this module decides what it is given and what is kept afterwards:
 
-* the dataset (:mod:`animeseg.train_data`): a ``data.yaml`` is used as it is; a ``datasets.yaml`` build config is
+* the dataset (:mod:`animeseg.train.data`): a ``data.yaml`` is used as it is; a ``datasets.yaml`` build config is
   built first, or its built copy reused when that copy's manifest carries the same ``config_hash``;
-* the arguments (:mod:`animeseg.train_args`): the reference study's defaults (batch auto, optimizer auto, lr0
+* the arguments (:mod:`animeseg.train.args`): the reference study's defaults (batch auto, optimizer auto, lr0
   0.01, momentum 0.937, weight decay 5e-4, dropout 0), absolute run folders, ``amp=False`` on CPU, any further
   Ultralytics train argument passed through as it is;
 * the network: none. Model files are checked before Ultralytics sees them (``animeseg.yolo``), and on a GPU the
-  AMP check, which would download ``yolo26n.pt``, is replaced by an offline one (:func:`offline_check_amp`,
-  installed by :class:`animeseg.trainer.AnimesegTrainer`);
+  AMP check, which would download ``yolo26n.pt``, is replaced by an offline one
+  (:func:`animeseg.train.amp.offline_check_amp`, installed by :class:`animeseg.train.trainer.AnimesegTrainer`);
 * the result: the best weights copied into ``weights/`` next to a JSON sidecar (dataset manifest hash, train
   arguments, final metrics, package versions), returned as a :class:`TrainResult`.
 
@@ -19,8 +19,6 @@ Importing this module imports neither Ultralytics nor torch; :func:`train` does.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from animeseg.errors import AnimesegError, InputError
-from animeseg.io import atomic_path, write_json
+from animeseg.io import write_json
 from animeseg.progress import ProgressCallback, Step, logger, report
-from animeseg.train_args import (
+from animeseg.train.amp import offline_check_amp
+from animeseg.train.args import (
     DDP_BATCH_PER_GPU,
     MANAGED_ARGS,
     STUDY_DEFAULTS,
@@ -40,18 +39,14 @@ from animeseg.train_args import (
     parse_extra,
     train_arguments,
 )
-from animeseg.train_data import ResolvedData, is_yolo_data_yaml, resolve_data
-from animeseg.train_sidecar import device_name, final_metrics, jsonable, package_versions, results_rows
+from animeseg.train.data import ResolvedData, is_yolo_data_yaml, resolve_data
+from animeseg.train.result import TrainResult, copy_weights, default_weights_dir
+from animeseg.train.sidecar import device_name, final_metrics, jsonable, package_versions, results_rows
 from animeseg.weights import sha256_file
 from animeseg.yolo import WEIGHTS_HINT, is_model_config, load_yolo, resolve_model
 
 if TYPE_CHECKING:
-    import torch
-
-#: GPUs Ultralytics' own AMP check refuses (NaN losses with float16); kept identical to ``check_amp``.
-_AMP_BAD_GPUS = re.compile(
-    r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.IGNORECASE
-)
+    pass
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -78,48 +73,6 @@ def scratch_model(model: str | Path) -> tuple[str, bool]:
 
 
 # ------------------------------------------------------------------------------------------------ offline AMP
-def offline_check_amp(model: torch.nn.Module) -> bool:
-    """Ultralytics' ``check_amp`` without its download: whether to train this model with mixed precision.
-
-    The original compares FP32 and AMP detections of ``yolo26n.pt``, fetching it from GitHub when missing. We run
-    it only when that file is already on disk; otherwise we keep its GPU blacklist and answer like its own
-    offline branch does (AMP on), saying so.
-    """
-    import torch
-
-    from animeseg._offline import import_ultralytics
-
-    import_ultralytics()
-    from ultralytics.utils import LOGGER, WEIGHTS_DIR
-    from ultralytics.utils.checks import check_amp
-
-    device = next(model.parameters()).device
-    if device.type in {"cpu", "mps"}:
-        return False
-    if (Path(WEIGHTS_DIR) / "yolo26n.pt").is_file():
-        return check_amp(model)
-    if device.type == "cuda":
-        gpu = torch.cuda.get_device_name(device)
-        if _AMP_BAD_GPUS.search(gpu):
-            LOGGER.warning(f"AMP: {gpu} is known to give NaN losses with AMP; training in FP32.")
-            return False
-    LOGGER.info(
-        "AMP: check skipped (offline, its reference model is not on disk); training with AMP. "
-        "Pass --arg amp=False if losses become NaN."
-    )
-    return True
-
-
-@dataclass
-class TrainResult:
-    """What a training run left: the best weights copied into the weights folder, their sidecar (also written
-    next to them as ``.json``) and the Ultralytics run folder."""
-
-    weights: Path
-    sidecar: dict[str, Any]
-    run: Path
-
-
 # ------------------------------------------------------------------------------------------------ runs
 def latest_checkpoint(project: Path, name: str | None = None) -> Path:
     """``last.pt`` of run ``project/name``, or of the most recently written run under ``project``."""
@@ -183,23 +136,6 @@ def _epoch_progress(model: Any, on_progress: ProgressCallback) -> None:
     model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
 
 
-def default_weights_dir() -> Path:
-    """The folder ``predict`` looks in first (``animeseg.weights``: ``$ANIMESEG_WEIGHTS``, the checkout's
-    ``weights/``, else ``./weights``); ``./weights`` where that module is not installed."""
-    try:
-        from animeseg.weights import weights_dir
-    except ImportError:
-        return (Path.cwd() / "weights").resolve()
-    return Path(weights_dir()).expanduser().resolve()
-
-
-def _copy_weights(best: Path, weights_dir: Path, run_name: str) -> Path:
-    dst = weights_dir / f"animeseg-{run_name}.pt"
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(best, tmp)
-    return dst
-
-
 # ------------------------------------------------------------------------------------------------ train
 def train(
     data: str | Path | None,
@@ -248,7 +184,7 @@ def train(
         on_progress: receives a :class:`~animeseg.progress.Step` per epoch (task ``train``) and the dataset build's
             steps; not called on several GPUs (DDP workers would have to unpickle it).
     """
-    from animeseg.trainer import AnimesegTrainer
+    from animeseg.train.trainer import AnimesegTrainer
 
     project = Path(project).expanduser().resolve()
     started = datetime.now(timezone.utc)
@@ -369,7 +305,7 @@ def _finish(trainer: Any, plan: _Plan, weights_dir: str | Path | None, started: 
     if not best.is_file():
         raise AnimesegError(f"{save_dir}: training ended without writing weights")
     folder = Path(weights_dir).expanduser().resolve() if weights_dir is not None else default_weights_dir()
-    out = _copy_weights(best, folder, save_dir.name)
+    out = copy_weights(best, folder, save_dir.name)
     sidecar = {
         "weights": out.name,
         "weights_sha256": sha256_file(out),

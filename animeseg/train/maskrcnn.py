@@ -1,6 +1,6 @@
 """``animeseg train --arch maskrcnn``: fine-tune torchvision's Mask R-CNN on a built dataset with PyTorch Lightning.
 
-* data: the same ``--data`` as YOLO training (:func:`animeseg.train_data.resolve_data`), read as the exact COCO RLE
+* data: the same ``--data`` as YOLO training (:func:`animeseg.train.data.resolve_data`), read as the exact COCO RLE
   ground truth of its ``annotations/{train,val}.json`` (:mod:`animeseg.maskrcnn.dataset`);
 * start: torchvision's official COCO checkpoint of the backbone, from the weights folder (never downloaded; one
   line says how to get it), or ``--model`` (an animeseg Mask R-CNN checkpoint or a torchvision ``.pth``), or
@@ -11,7 +11,7 @@
 * devices: ``--device cpu``, one GPU, or several GPUs and nodes through Lightning's DDP (``devices``,
   ``num_nodes``); mixed precision (``16-mixed``) on GPUs;
 * result: the best weights as an animeseg checkpoint in the weights folder, with a JSON sidecar recording the
-  architecture, as for YOLO (:class:`animeseg.train.TrainResult`), and their COCO mask/box AP on the val split.
+  architecture, as for YOLO (:class:`animeseg.train.result.TrainResult`), and their COCO mask/box AP on the val split.
 
 Importing this module imports neither torch nor Lightning.
 """
@@ -23,7 +23,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,19 @@ from animeseg.errors import AnimesegError, InputError, MissingWeightsError
 from animeseg.io import write_json
 from animeseg.maskrcnn.model import ARCH, BACKBONES, ModelConfig, check_backbone
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.train.maskrcnn_runs import (
+    CHECKPOINTS,
+    DevicePlan,
+    device_plan,
+    epochs_done,
+    last_checkpoint,
+    load_start,
+    new_run_dir,
+    pretrained_file,
+)
 
 #: Defaults of a Mask R-CNN fine-tune (torchvision's detection recipe, learning rate scaled to a batch of 4).
 DEFAULTS: dict[str, Any] = {"epochs": 20, "imgsz": 640, "batch": 4, "lr0": 0.005, "momentum": 0.9, "weight_decay": 1e-4}
-CHECKPOINTS = "checkpoints"
 
 
 def _lightning() -> Any:
@@ -46,110 +54,6 @@ def _lightning() -> Any:
             "--arch maskrcnn needs PyTorch Lightning: pip install 'animeseg[maskrcnn]' (or pip install lightning)"
         ) from None
     return pl
-
-
-# ------------------------------------------------------------------------------------------------ devices
-@dataclass(frozen=True)
-class DevicePlan:
-    """Lightning's ``accelerator``, ``devices``, ``num_nodes`` and ``precision`` for a ``--device`` string."""
-
-    accelerator: str
-    devices: Any
-    num_nodes: int
-    precision: str
-
-    @property
-    def label(self) -> str:
-        return "cpu" if self.accelerator == "cpu" else f"gpu {self.devices} x {self.num_nodes} node(s)"
-
-
-def device_plan(device: str | None, devices: int | None = None, num_nodes: int = 1, amp: bool = True) -> DevicePlan:
-    """``--device`` (``cpu``, ``0``, ``0,1``, ``cuda:1``; None: GPU if any) plus ``--devices N`` (GPUs per node)
-    and ``--num-nodes`` as Lightning wants them. Mixed precision on GPUs unless ``amp`` is False."""
-    import torch
-
-    text = (device or "").strip().lower()
-    if text == "cpu" or (not text and not torch.cuda.is_available()):
-        if devices not in (None, 1) or num_nodes != 1:
-            raise AnimesegError("--devices/--num-nodes need GPUs; on the CPU training runs in one process")
-        return DevicePlan("cpu", 1, 1, "32-true")
-    if not torch.cuda.is_available():
-        raise AnimesegError(f"--device {device}: no CUDA GPU is visible to torch")
-    if text:
-        ids = [int(t.removeprefix("cuda:")) for t in text.split(",") if t.strip()]
-        if devices is not None and devices != len(ids):
-            raise AnimesegError(f"--device {device} names {len(ids)} GPU(s) but --devices says {devices}")
-        chosen: Any = ids
-    else:
-        chosen = devices or 1
-    return DevicePlan("gpu", chosen, int(num_nodes), "16-mixed" if amp else "32-true")
-
-
-# ------------------------------------------------------------------------------------------------ starting point
-def pretrained_file(backbone: str) -> Path:
-    """The official COCO checkpoint a backbone starts from, from the weights folder; one line when missing."""
-    from animeseg import weights as W
-
-    name = W.MASKRCNN_PRETRAINED[check_backbone(backbone)]
-    path = W.find_official(name)
-    if path is None:
-        raise MissingWeightsError(
-            W.official_path(name),
-            f"the COCO starting point of --backbone {backbone}; get it once with `animeseg weights download {name}` "
-            "(the only command that uses the network), or pass --from-scratch",
-        )
-    return path
-
-
-def load_start(model: Any, path: Path) -> tuple[int, int]:
-    """Copy the tensors of ``path`` (a torchvision ``.pth`` state dict or an animeseg checkpoint) whose names and
-    shapes fit ``model``; returns (copied, skipped). The class-specific layers of a COCO model are skipped."""
-    import torch
-
-    from animeseg.maskrcnn.model import load_checkpoint
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(path, f"not a loadable weights file ({type(e).__name__})") from None
-    if isinstance(state, dict) and ("arch" in state or "hyper_parameters" in state):
-        state = load_checkpoint(path)[0].state_dict()
-    if not isinstance(state, dict):
-        raise InputError(path, "not a state dict")
-    own = model.state_dict()
-    fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if not fits:
-        raise InputError(path, "none of its weights fit this Mask R-CNN (another backbone?)")
-    model.load_state_dict(fits, strict=False)
-    return len(fits), len(state) - len(fits)
-
-
-# ------------------------------------------------------------------------------------------------ runs
-def last_checkpoint(project: Path, name: str | None, model: str | Path | None) -> Path:
-    """The Lightning ``last.ckpt`` to resume: ``model`` when it is one, else run ``project/name``, else the most
-    recent Mask R-CNN run under ``project``."""
-    if model is not None and Path(str(model)).suffix == ".ckpt":
-        path = Path(str(model)).expanduser().resolve()
-        if not path.is_file():
-            raise MissingWeightsError(path, "no such checkpoint to resume")
-        return path
-    if name:
-        path = project / name / CHECKPOINTS / "last.ckpt"
-        if not path.is_file():
-            raise InputError(path, "no checkpoint to resume (is --project/--name the interrupted run?)")
-        return path
-    runs = sorted(project.glob(f"*/{CHECKPOINTS}/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise InputError(project, "no Mask R-CNN run with checkpoints/last.ckpt to resume; pass --name")
-    return runs[-1]
-
-
-def _new_run_dir(project: Path, name: str) -> Path:
-    """``project/name``, or ``name2``, ``name3``... when taken (as Ultralytics does)."""
-    run, n = project / name, 2
-    while run.exists():
-        run, n = project / f"{name}{n}", n + 1
-    return run
 
 
 @contextmanager
@@ -216,7 +120,7 @@ def train_maskrcnn(
     workers: int = 1,
     on_progress: ProgressCallback | None = None,
 ) -> Any:
-    """Train (or resume) a Mask R-CNN; returns a :class:`animeseg.train.TrainResult` (weights, sidecar, run).
+    """Train (or resume) a Mask R-CNN; returns a :class:`animeseg.train.result.TrainResult` (weights, sidecar, run).
 
     Args:
         data: a built dataset (``data.yaml``, its folder, or a ``datasets.yaml`` built first); it must hold
@@ -230,7 +134,8 @@ def train_maskrcnn(
         resume: continue from ``last.ckpt`` (see :func:`last_checkpoint`); ``epochs`` may extend the run.
         from_scratch: random initial weights (no weights file needed).
         loader_workers: DataLoader processes (default: 0 on the CPU, 4 on GPUs).
-        weights_dir: where the best weights and their sidecar go (default: ``animeseg.train.default_weights_dir``).
+        weights_dir: where the best weights and their sidecar go (default:
+            :func:`animeseg.train.result.default_weights_dir`).
         model_options: ``ModelConfig`` fields beyond backbone/imgsz/names (``width_mult``, ``options``).
         evaluate_val: score the best weights on the val split with ``animeseg eval``'s COCOeval for the sidecar.
         callbacks: further Lightning callbacks.
@@ -242,7 +147,7 @@ def train_maskrcnn(
 
     from animeseg.maskrcnn.dataset import CocoMasks, annotations_file, collate
     from animeseg.maskrcnn.module import MaskRCNNModule
-    from animeseg.train_data import resolve_data
+    from animeseg.train.data import resolve_data
 
     project = Path(project).expanduser().resolve()
     started = datetime.now(timezone.utc)
@@ -308,7 +213,7 @@ def train_maskrcnn(
         if start is not None:
             copied, skipped = load_start(module.model, start)
             start_label = f"{start} ({copied} tensors copied, {skipped} skipped)"
-        run = _new_run_dir(project, name or f"maskrcnn-{backbone}-{resolved.data_yaml.parent.name}")
+        run = new_run_dir(project, name or f"maskrcnn-{backbone}-{resolved.data_yaml.parent.name}")
 
     plan = device_plan(device, devices, num_nodes, amp)
     n_workers = loader_workers if loader_workers is not None else (0 if plan.accelerator == "cpu" else 4)
@@ -386,18 +291,6 @@ def _fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_pat
             signal.signal(signal.SIGINT, old)
 
 
-def epochs_done(checkpoint: Path) -> int:
-    """Epochs a Lightning checkpoint has finished training (its fit loop's processed epochs: a checkpoint written
-    at the end of an epoch's validation counts that epoch)."""
-    import torch
-
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(ckpt.get("epoch", -1)) + 1
-
-
 def _finish(
     run: Path,
     settings: dict[str, Any],
@@ -412,8 +305,8 @@ def _finish(
 ) -> Any:
     """Save the best checkpoint as animeseg weights, score them on val, write the sidecar."""
     from animeseg.maskrcnn.model import load_checkpoint, save_checkpoint
-    from animeseg.train import TrainResult, default_weights_dir
-    from animeseg.train_sidecar import jsonable, package_versions
+    from animeseg.train.result import TrainResult, default_weights_dir
+    from animeseg.train.sidecar import jsonable, package_versions
     from animeseg.weights import sha256_file
 
     ckpt_dir = run / CHECKPOINTS

@@ -17,7 +17,7 @@ from animeseg.cli import app, main
 from animeseg.errors import InputError
 from animeseg.export import export_detector
 from animeseg.io import read_image, read_rgba
-from animeseg.onnx_import import compare, import_onnx, read_export
+from animeseg.onnx_to_checkpoint import compare, import_onnx, read_export
 from animeseg.weights import example_image
 
 runner = CliRunner()

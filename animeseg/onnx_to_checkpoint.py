@@ -350,7 +350,7 @@ def _version() -> str:
 
 # ------------------------------------------------------------------------------------------------ parity
 @dataclass
-class ParityRow:
+class ImportParityRow:
     """One ONNX detection and its best match among the checkpoint's detections (same class)."""
 
     cls: str
@@ -361,12 +361,12 @@ class ParityRow:
 
 
 @dataclass
-class Parity:
+class ImportParity:
     """The ONNX export against the imported checkpoint on one image, same letterbox and image size."""
 
     image: str
     imgsz: int
-    rows: list[ParityRow]
+    rows: list[ImportParityRow]
     onnx_count: int
     ckpt_count: int
 
@@ -389,7 +389,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
-def compare(onnx_path: str | Path, checkpoint: str | Path, image: np.ndarray, *, conf: float = 0.2) -> Parity:
+def compare(onnx_path: str | Path, checkpoint: str | Path, image: np.ndarray, *, conf: float = 0.2) -> ImportParity:
     """Detections of the export and of the checkpoint on ``image`` (RGB (H, W, 3) uint8) at the export's size.
 
     Both are letterboxed to the same square (an ONNX export's static input), so any difference is the weights'.
@@ -410,7 +410,7 @@ def compare(onnx_path: str | Path, checkpoint: str | Path, image: np.ndarray, *,
     for i in range(len(ob)):
         same = np.flatnonzero(ck == ok_[i])
         if len(same) == 0 or iou[i, same].max() <= 0:
-            rows.append(ParityRow(export.names.get(int(ok_[i]), str(int(ok_[i]))), float(oc[i]), None, 0.0, None))
+            rows.append(ImportParityRow(export.names.get(int(ok_[i]), str(int(ok_[i]))), float(oc[i]), None, 0.0, None))
             continue
         j = int(same[np.argmax(iou[i, same])])
         mask_iou = None
@@ -418,5 +418,5 @@ def compare(onnx_path: str | Path, checkpoint: str | Path, image: np.ndarray, *,
             inter = np.logical_and(om[i], cm[j]).sum()
             mask_iou = float(inter / max(np.logical_or(om[i], cm[j]).sum(), 1))
         name = export.names.get(int(ok_[i]), str(int(ok_[i])))
-        rows.append(ParityRow(name, float(oc[i]), float(cc[j]), float(iou[i, j]), mask_iou))
-    return Parity("", export.imgsz, rows, len(ob), len(cb))
+        rows.append(ImportParityRow(name, float(oc[i]), float(cc[j]), float(iou[i, j]), mask_iou))
+    return ImportParity("", export.imgsz, rows, len(ob), len(cb))

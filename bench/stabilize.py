@@ -1,0 +1,202 @@
+"""Temporal stability of ``predict --track`` masks with and without ``--stabilize``, on clips of held-out sprites
+with true masks; prints Markdown for docs/benchmarks.md.
+
+    PYTHONPATH=. python bench/stabilize.py                      # the held-out clips: off, each part, default
+    PYTHONPATH=. python bench/stabilize.py --cost crossing      # + whole `animeseg predict clip.mp4 --track` runs
+    PYTHONPATH=. python bench/stabilize.py --tune               # the same on the tuning clips (Ren'Py sprites)
+
+Clips (``bench/clips.py``, 640x360, 60 frames, written as MPEG-4 and read back, as ``predict`` reads them):
+``walking`` (one character crossing the frame), ``crossing`` (two characters walking towards each other and
+crossing), ``fast`` (a character running across in 60 frames while jumping three times), ``pan`` (the camera pans
+half a frame to the right past a standing character and a walking one). Characters are the held-out artist's
+(``open-sprites/fg/wanted-dragon``) over that game's backgrounds. The tuning clips (``--tune``) are made the same
+way from the Ren'Py sprites, never from the held-out ones.
+
+The model is the packaged one at its defaults (what ``animeseg predict clip.mp4 --track`` runs). Each clip is
+detected and tracked once; the stabiliser (:class:`animeseg.stabilize.MaskStabilizer`) then runs on those tracked
+instances, which is exactly what :class:`animeseg.track.TrackingSegmenter` does with ``stabilize=True``. Scores
+(``bench.clips.temporal_scores``): temporal error = mean over characters and frames of
+sum |(m_t - m_t-1) - (g_t - g_t-1)| / |g_t| (binary dtSSD), and mean mask IoU per character and frame. Cost: the
+stabiliser's milliseconds per frame, and with ``--cost`` the whole command's seconds (median of 3 runs each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from animeseg.media import iter_frames  # noqa: E402
+from animeseg.predict import Segmenter  # noqa: E402
+from animeseg.stabilize import MaskStabilizer  # noqa: E402
+from animeseg.track import TrackingSegmenter  # noqa: E402
+from animeseg.weights import model_settings, packaged_model  # noqa: E402
+from bench.clips import Clip, Walker, make_clip, temporal_scores  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+OPEN = SHARED / "open-sprites"
+RENPY = SHARED / "renpy-sprites"
+WD = "wanted-dragon/game__sprites__"
+
+#: name -> (sprite root, walkers, background, pan)
+HELD_OUT = {
+    "walking": (OPEN, (Walker(f"{WD}cyril neutral.png", 0.12, 0.88, 0.85),), "wanted-dragon/exterior_day.jpg", 0.0),
+    "crossing": (
+        OPEN,
+        (
+            Walker(f"{WD}cyril neutral.png", 0.15, 0.85, 0.85),
+            Walker(f"{WD}balrung neutral.png", 0.85, 0.15, 0.82, sink=0.03, flip=True),
+        ),
+        "wanted-dragon/woods.jpg",
+        0.0,
+    ),
+    "fast": (
+        OPEN,
+        (Walker(f"{WD}niir neutral.png", 0.0, 1.0, 0.7, hop=0.25, hops=3),),
+        "wanted-dragon/gate_day.jpg",
+        0.0,
+    ),
+    "pan": (
+        OPEN,
+        (
+            Walker(f"{WD}balrung smile.png", 0.55, 0.55, 0.8, sink=0.02),
+            Walker(f"{WD}niir smile.png", 0.2, 0.6, 0.78),
+        ),
+        "wanted-dragon/hall_day.jpg",
+        0.5,
+    ),
+}
+TUNING = {
+    "t-crossing": (
+        RENPY,
+        (Walker("eileen happy.png", 0.12, 0.88, 0.83), Walker("lucy happy.png", 0.88, 0.12, 0.8, sink=0.03, flip=True)),
+        "bg meadow.jpg",
+        0.0,
+    ),
+    "t-three": (
+        RENPY,
+        (
+            Walker("sylvie green normal.png", 0.50, 0.55, 0.78, sink=0.05),
+            Walker("eileen happy.png", 0.10, 0.90, 0.85),
+            Walker("lucy mad.png", 0.92, 0.08, 0.80, sink=0.03, flip=True),
+        ),
+        "bg meadow.jpg",
+        0.0,
+    ),
+    "t-fast-pan": (
+        RENPY,
+        (
+            Walker("sylvie green normal.png", 0.5, 0.5, 0.78, sink=0.05),
+            Walker("eileen happy.png", 0.0, 1.1, 0.7, hop=0.2, hops=2),
+        ),
+        "bg meadow.jpg",
+        0.3,
+    ),
+}
+
+
+def clip_file(name: str, spec: tuple, frames: int, folder: Path) -> tuple[Clip, Path]:
+    """The clip and its MPEG-4 file (what ``predict`` reads); its frames are replaced by the decoded ones."""
+    root, walkers, background, pan = spec
+    clip = make_clip(root, walkers, frames=frames, size=(640, 360), background=background, name=name, pan=pan)
+    path = folder / f"{name}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (640, 360))
+    for frame in clip.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    clip.frames = [frame for _, frame in iter_frames(path)]
+    return clip, path
+
+
+def tracked(seg: Segmenter, clip: Clip) -> list:
+    tracking = TrackingSegmenter(seg, stabilize=False)
+    tracking.start(clip.name, restart=True)
+    return [tracking(frame) for frame in clip.frames]
+
+
+def stabilised(clip: Clip, plain: list, **settings) -> tuple[list, float]:
+    stab = MaskStabilizer(**settings)
+    out, seconds = [], 0.0
+    for frame, inst in zip(clip.frames, plain, strict=True):
+        t = time.perf_counter()
+        out.append(stab.update(frame, inst))
+        seconds += time.perf_counter() - t
+    return out, seconds / len(plain) * 1000
+
+
+def whole_run(path: Path, extra: list[str], out: Path) -> float:
+    cmd = [sys.executable, "-m", "animeseg", "predict", str(path), "--track", "--out", str(out), *extra]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--tune", action="store_true", help="the tuning clips (Ren'Py sprites) instead of the held-out")
+    ap.add_argument("--cost", nargs="*", default=[], help="clips to time whole `predict clip.mp4 --track` runs on")
+    args = ap.parse_args()
+    if not (OPEN / "fg" / "wanted-dragon").is_dir():
+        sys.exit(f"needs {OPEN}")
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {date.today()}")
+    model = packaged_model("onnx")
+    seg = Segmenter(model, None, **model_settings(model), device="cpu")  # no refiner: the detector's own masks
+    clips = TUNING if args.tune else HELD_OUT
+    # each part alone, then all of them (the default)
+    grid = [{"snap": None, "carry": 0}, {"weight": 1.0, "carry": 0}, {"snap": None}, {}]
+    parts = {0: "blend only", 1: "snap only", 2: "blend + carry", 3: "default (all)"}
+    rows = [
+        "| clip | characters | stabilise | settings | temporal error | vs off | mean IoU | ms / frame |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    totals: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, spec in clips.items():
+            clip, path = clip_file(name, spec, args.frames, Path(tmp))
+            plain = tracked(seg, clip)
+            base = temporal_scores(clip.truth, plain)
+            chars = len(spec[1])
+            rows.append(f"| {name} | {chars} | off | | {base['dtssd']:.3f} | | {base['iou']:.3f} | |")
+            print(rows[-1], flush=True)
+            totals.setdefault("off", []).append((base["dtssd"], base["iou"]))
+            for settings in grid:
+                masks, ms = stabilised(clip, plain, **settings)
+                got = temporal_scores(clip.truth, masks)
+                label = parts[grid.index(settings)]
+                rows.append(
+                    f"| {name} | {chars} | on | {label} | {got['dtssd']:.3f} | {got['dtssd'] / base['dtssd']:.2f}x "
+                    f"| {got['iou']:.3f} | {ms:.1f} |"
+                )
+                print(rows[-1], flush=True)
+                totals.setdefault(label, []).append((got["dtssd"], got["iou"]))
+            if name in args.cost:
+                runs = {"off": [], "on": []}
+                for _ in range(3):
+                    for mode, extra in (("off", ["--no-stabilize"]), ("on", [])):
+                        runs[mode].append(whole_run(path, extra, Path(tmp) / f"run-{mode}"))
+                off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+                print(f"whole run {name}: off {off:.1f} s, on {on:.1f} s ({on / off:.2f}x)", flush=True)
+    rows.append("")
+    rows.append("| settings | mean temporal error | mean IoU |")
+    rows.append("|---|---:|---:|")
+    for label, values in totals.items():
+        rows.append(f"| {label} | {np.mean([v[0] for v in values]):.3f} | {np.mean([v[1] for v in values]):.3f} |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
