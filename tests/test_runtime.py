@@ -28,10 +28,10 @@ FP32_RUNTIMES = ["onnxruntime"] + (["openvino-fp32"] if rt_session.openvino_avai
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _ultralytics(model: Path, conf: float, imgsz: int = 640):
+def _ultralytics(model: Path, conf: float, imgsz: int = 640, **settings):
     from animeseg.detector import YoloDetector
 
-    return YoloDetector(model, conf=conf, imgsz=imgsz)
+    return YoloDetector(model, DetectSettings(conf=conf, imgsz=imgsz, contained=1.0, **settings))
 
 
 def assert_same_instances(ours: Instances, theirs: Instances, where: str = "") -> None:
@@ -100,8 +100,7 @@ def test_many_classes_and_instances_on_a_dynamic_export(random_dynamic_onnx):
     input (the letterbox side then comes from ``imgsz``)."""
     image = np.random.default_rng(0).integers(0, 255, (150, 257, 3), np.uint8)
     for conf, classes, max_det in ((0.1, None, 300), (0.1, tuple(range(0, 80, 2)), 5)):
-        theirs = _ultralytics(random_dynamic_onnx, conf=conf, imgsz=160)
-        theirs.args["classes"], theirs.args["max_det"] = list(classes) if classes else None, max_det
+        theirs = _ultralytics(random_dynamic_onnx, conf=conf, imgsz=160, classes=classes, max_det=max_det)
         settings = DetectSettings(imgsz=160, conf=conf, classes=classes, max_det=max_det)
         ours = YoloOnnxDetector(random_dynamic_onnx, settings, runtime="onnxruntime")
         assert ours.input_size() == (160, 160)
@@ -199,7 +198,7 @@ def test_detect_settings_and_errors(tmp_path):
     with pytest.raises(ValueError, match="RGB"):
         detector.detect(image[..., 0])
     with pytest.raises(AnimesegError, match="CPU"):
-        detector.detect(image, DetectSettings(device="cuda:0"))
+        YoloOnnxDetector(model, device="cuda:0")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xff\xff not a model")
     with pytest.raises(InputError, match="bad.onnx"):
@@ -209,8 +208,9 @@ def test_detect_settings_and_errors(tmp_path):
 def test_load_detector_routes_onnx_to_the_native_runtime(tmp_path):
     from animeseg.detector import load_detector
 
-    detector = load_detector(packaged_model(), conf=0.3)
+    detector = load_detector(packaged_model(), DetectSettings(conf=0.3, runtime="onnxruntime"))
     assert isinstance(detector, YoloOnnxDetector) and detector.settings.conf == 0.3
+    assert detector.session.backend == "onnxruntime"
     folder = tmp_path / "exported"
     folder.mkdir()
     (folder / "model.onnx").symlink_to(packaged_model())

@@ -215,10 +215,11 @@ class YoloOnnxDetector:
         model: an ``.onnx`` file, an exported folder holding ``model.onnx``, or an OpenVINO IR ``.xml`` (from
             ``animeseg export openvino``).
         settings: what :meth:`detect` uses by default; None: the model's own defaults
-            (:func:`animeseg.settings.model_defaults`). ``overrides`` (imgsz, conf, ...) are laid over them.
-        runtime: backend and precision, a name of :data:`animeseg.runtime.session.RUNTIMES` (``auto``,
-            ``onnxruntime``, ``openvino-bf16``...); streams, threads: images detected side by side (from
-            different threads) and the threads of each (see :func:`animeseg.runtime.session.create_session`).
+            (:func:`animeseg.settings.model_defaults`). ``overrides`` (imgsz, conf, runtime...) are laid over
+            them. Their ``runtime`` (:data:`animeseg.runtime.session.RUNTIMES`: ``auto``, ``onnxruntime``,
+            ``openvino-bf16``...) and ``device`` (None or ``cpu``) are used when the model is loaded.
+        streams, threads: images detected side by side (from different threads) and the threads of each (see
+            :func:`animeseg.runtime.session.create_session`).
             Default: one single-threaded stream per core, so a batch (:mod:`animeseg.runner`) keeps every core
             on an image of its own; ``streams=1`` with all cores' threads gives one image the lowest latency.
         session: an already made session of ``model`` to use instead.
@@ -232,7 +233,6 @@ class YoloOnnxDetector:
         model: str | Path,
         settings: DetectSettings | None = None,
         *,
-        runtime: str = "auto",
         threads: int | None = None,
         streams: int | None = None,
         session: Session | None = None,
@@ -250,7 +250,8 @@ class YoloOnnxDetector:
             raise AnimesegError(f"{path}: a YOLO {meta['task']} model, not a segmentation one")
         if streams is None:
             streams = 1 if threads else default_threads()
-        self.session = session or create_session(path, *parse_runtime(runtime), threads=threads, streams=streams)
+        backend, precision = parse_runtime(self.settings.runtime)
+        self.session = session or create_session(path, backend, precision, threads=threads, streams=streams)
         self.names: dict[int, str] = class_names(meta)
         outputs = self.session.outputs
         if len(outputs) < 2 or len(outputs[0].shape) != 3 or len(outputs[1].shape) != 4:
@@ -281,10 +282,10 @@ class YoloOnnxDetector:
     def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Instances of an RGB (H, W, 3) uint8 image, masks (N, H, W) bool at full resolution, best first.
 
-        ``settings`` replaces :attr:`settings` for this call (``device`` must be None or ``cpu``).
+        ``settings`` replaces :attr:`settings` for this call (its ``device`` and ``runtime`` are ignored: the
+        model stays where it was loaded).
         """
         settings = settings or self.settings
-        _check_device(settings)
         outputs, box = self.infer(image, settings)
         return self.postprocess(outputs, box, settings)
 
