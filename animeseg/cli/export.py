@@ -47,6 +47,7 @@ def onnx_command(
     calibration: list[str] | None = typer.Option(
         None,
         "--calibration",
+        metavar="IMAGES",
         help="With --int8: images the detector's int8 ranges are calibrated on (files, folders, globs; 20-100 like "
         "the ones you will segment). Default: 12 anime scenes shipped with animeseg.",
         show_default=False,
@@ -151,7 +152,11 @@ def onnx_command(
 @app.command("openvino")
 def openvino_command(
     model: Path | None = typer.Option(
-        None, "--model", help="YOLO segmentation checkpoint (.pt) to export. Default: the packaged model."
+        None,
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="YOLO segmentation checkpoint (.pt) to export. Default: the packaged model.",
     ),
     imgsz: int = typer.Option(640, "--imgsz", help="Input size in pixels (a multiple of 32)."),
     int8: bool = typer.Option(
@@ -160,6 +165,7 @@ def openvino_command(
     calibration: list[str] | None = typer.Option(
         None,
         "--calibration",
+        metavar="IMAGES",
         help="With --int8: images the int8 ranges are calibrated on. Default: 12 anime scenes shipped with animeseg.",
         show_default=False,
     ),
