@@ -1,8 +1,9 @@
 """Detectors: an image in, :class:`~animeseg.instances.Instances` with full-resolution masks out.
 
 :class:`~animeseg.predict.Segmenter` uses a detector through the small :class:`Detector` protocol, so another
-model family is one class plus a branch in :func:`load_detector`. Two families today: Ultralytics YOLO-seg
-(:class:`YoloDetector`, ``.pt`` checkpoints and ONNX exports alike) and torchvision's Mask R-CNN
+model family is one class plus a branch in :func:`load_detector`. Two families today: YOLO-seg (``.pt`` checkpoints
+on Ultralytics, :class:`YoloDetector`; ONNX exports on animeseg's own runtime without torch,
+:class:`animeseg.runtime.yolo.YoloOnnxDetector`, which gives the same instances) and torchvision's Mask R-CNN
 (:mod:`animeseg.maskrcnn`: its checkpoints and ONNX exports), the architecture read from the file.
 
 Letterbox: the detector always sees the image letterboxed to a square ``imgsz`` x ``imgsz`` input, whatever the
@@ -107,8 +108,9 @@ class YoloDetector:
 def load_detector(model: str | Path, settings: DetectSettings | None = None) -> Detector:
     """The detector for a model file, by the architecture the file records
     (:func:`animeseg.maskrcnn.model.architecture`): Mask R-CNN for animeseg Mask R-CNN checkpoints and their ONNX
-    exports, YOLO-seg for Ultralytics ``.pt``, ``.onnx``, exported folders and model configs. A checkpoint of an
-    unknown architecture is a one-line error.
+    exports, YOLO-seg for the rest: ``.onnx`` files, exported folders and OpenVINO IRs on animeseg's own runtime
+    (:class:`animeseg.runtime.yolo.YoloOnnxDetector`, no torch), ``.pt`` checkpoints and model configs on
+    Ultralytics (:class:`YoloDetector`). A checkpoint of an unknown architecture is a one-line error.
 
     ``settings``: the detector's default settings (None: the model's own, :func:`animeseg.settings.model_defaults`).
     """
@@ -124,4 +126,15 @@ def load_detector(model: str | Path, settings: DetectSettings | None = None) -> 
         from animeseg.maskrcnn.detector import MaskRCNNDetector
 
         return MaskRCNNDetector(model, settings)
+    if runs_natively(model):
+        from animeseg.runtime.yolo import YoloOnnxDetector
+
+        return YoloOnnxDetector(model, settings)
     return YoloDetector(model, settings)
+
+
+def runs_natively(model: str | Path) -> bool:
+    """True for an ``.onnx`` file, an exported folder holding ``model.onnx`` or an OpenVINO IR ``.xml``: these run
+    on animeseg's own runtime (:mod:`animeseg.runtime`, settings' ``runtime``), without torch or Ultralytics."""
+    path = Path(model).expanduser()
+    return path.suffix.lower() in (".onnx", ".xml") or (path.is_dir() and (path / "model.onnx").is_file())

@@ -16,6 +16,8 @@ def resolve_device(device: str | None) -> str | None:
     """
     if device is None or not str(device).strip():
         return None
+    if str(device).strip().lower() == "cpu":
+        return "cpu"  # needs no torch: the core install (ONNX models) accepts it too
     from animeseg._offline import import_ultralytics
 
     import_ultralytics()

@@ -109,6 +109,7 @@ def evaluate(
     refiner: Any = MODEL_DEFAULT,
     out: str | Path | None = None,
     segmenter: Any = None,
+    runtime: str | None = None,
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
 ) -> dict[str, Any]:
@@ -130,13 +131,14 @@ def evaluate(
             too, same detections; None or ``"none"``: raw masks only; default: the model's own refiner.
         out: output folder (default ``runs/eval/<model stem>-<split>``).
         segmenter: an already built ``Segmenter`` to use instead of building one from the settings above.
+        runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`); None: ``auto``.
         on_progress: receives a :class:`~animeseg.progress.Step` per image (task ``evaluate``).
         engine: runs each image (default: :class:`~animeseg.engine.LocalEngine`).
     """
     defaults = model_defaults(model)
     if threshold is None:  # score what `animeseg predict` with this model outputs by default
         threshold = defaults.detect.conf
-    settings = eval_settings(model, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device)
+    settings = eval_settings(model, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, runtime=runtime)
     gt = load_ground_truth(data, split, images)
     categories = gt.categories
     seg = segmenter
@@ -172,7 +174,9 @@ def evaluate(
 
     failures: list[tuple[str, str]] = []
     ok_ids: list[int] = []
-    for done, outcome in enumerate((engine or LocalEngine()).map(work, todo), 1):
+    # a native detector runs images side by side (one inference stream per core); refiners run one at a time
+    workers = 1 if has_refiner else int(getattr(seg, "concurrency", 1))
+    for done, outcome in enumerate((engine or LocalEngine(workers)).map(work, todo), 1):
         img = outcome.item
         report(on_progress, Step("evaluate", done, len(todo), img.file_name))
         if not outcome.ok:

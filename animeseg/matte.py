@@ -95,10 +95,10 @@ def matte(image: np.ndarray, mask: np.ndarray, radius: int | None = None) -> Mat
     ``radius`` is the half-width of the unknown band (default :func:`default_radius`); it shrinks for thin masks
     so that some sure foreground remains, and a mask too thin for any keeps its binary alpha.
     """
-    try:
-        from pymatting import estimate_alpha_cf, estimate_foreground_ml
-    except ImportError:  # declared as a dependency; this only guards a broken install
-        raise RuntimeError("--alpha matte needs the pymatting package: pip install pymatting") from None
+    from animeseg.errors import require
+
+    require("pymatting", "--alpha matte")  # the [matte] extra: one line saying so when it is missing
+    from pymatting import estimate_alpha_cf, estimate_foreground_ml
 
     image = np.ascontiguousarray(np.asarray(image)[..., :3])
     mask = np.asarray(mask, bool)

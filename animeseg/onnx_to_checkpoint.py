@@ -97,6 +97,26 @@ def _dequantised(tensors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
     return out, precision
 
 
+def _dequantise_qdq(graph: Any, tensors: dict[str, np.ndarray]) -> bool:
+    """Static int8 exports (QDQ: ``animeseg export onnx --int8``) feed each integer weight and bias through a
+    ``DequantizeLinear`` node: its output, ``(q - zero_point) * scale`` along the node's axis, is added to
+    ``tensors`` as float32 under the node's output name. True when there was any."""
+    found = False
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in tensors or node.input[1] not in tensors:
+            continue
+        q, scale = tensors[node.input[0]], np.asarray(tensors[node.input[1]], np.float32)
+        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis] = -1
+        value = q.astype(np.float32) - (np.asarray(zero, np.float32).reshape(shape) if zero is not None else 0)
+        tensors[node.output[0]] = value * scale.reshape(shape)
+        found = True
+    return found
+
+
 def read_export(path: str | Path) -> OnnxExport:
     """Read an Ultralytics ONNX export's metadata and weights; :class:`InputError` for anything else."""
     import onnx
@@ -120,7 +140,9 @@ def read_export(path: str | Path) -> OnnxExport:
     for node in model.graph.node:  # a simplifier may pass a merged copy of an initializer on through Identity
         if node.op_type == "Identity" and node.input[0] in tensors:
             tensors[node.output[0]] = tensors[node.input[0]]
+    static = _dequantise_qdq(model.graph, tensors)
     weights, precision = _dequantised(tensors)
+    precision = "int8" if static else precision
     # A simplifier may merge equal initializers (say, two identical bias vectors) under one name; the nodes of
     # each module still say which tensors they use.
     weights = {**_by_node_scope(model.graph, weights), **{k: v for k, v in weights.items() if k.startswith("model.")}}

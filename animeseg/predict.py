@@ -90,6 +90,8 @@ class Segmenter:
             choose (CPU for ONNX models).
         detector: an already built :class:`~animeseg.detector.Detector` to use instead of loading ``model``
             (several segmenters with different settings may share one).
+        runtime: how ONNX models run (``auto``, ``onnxruntime``, ``openvino-bf16``...:
+            :data:`animeseg.runtime.session.RUNTIMES`), an explicit setting like the others.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Segmenter:
         classes: list[int] | tuple[int, ...] | None = None,
         contained: float | None = None,
         detector: Detector | None = None,
+        runtime: str | None = None,
     ) -> None:
         from animeseg.device import resolve_device
 
@@ -123,6 +126,7 @@ class Segmenter:
             "max_det": max_det,
             "classes": classes,
             "contained": contained,
+            "runtime": runtime,
         }
         settings = settings.override(**explicit, device=device)
         settings = replace(settings, device=resolve_device(settings.device))
@@ -143,6 +147,11 @@ class Segmenter:
     def model(self) -> Any:
         """The detector's underlying model (an ``ultralytics.YOLO`` for YOLO-seg)."""
         return getattr(self.detector, "model", None)
+
+    @property
+    def concurrency(self) -> int:
+        """How many :meth:`detect` calls may run side by side from different threads (1: one at a time)."""
+        return int(getattr(self.detector, "concurrency", 1))
 
     def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
         """Raw detector instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.

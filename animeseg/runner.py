@@ -34,6 +34,7 @@ from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.readahead import Detected, ReadAhead, reader_for
 from animeseg.runs import (
     RECORD_VERSION,
     clean_temp_files,
@@ -184,15 +185,24 @@ class _Progress:
 
 
 def _process_image(
-    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, alpha: str
+    item: MediaItem,
+    segmenter: SegmenterLike,
+    out: Path,
+    kinds: list[str],
+    bar: _Progress,
+    alpha: str,
+    reader: ReadAhead | None = None,
 ) -> tuple[list[dict], list[str], int]:
     t0 = time.perf_counter()
-    image = read_image(item.path)
+    got = reader.read(item) if reader is not None else read_image(item.path)
     tracks = None
     if _tracking(segmenter):
         segmenter.start(sequence_of(item))
         tracks = _track_path(item)
-    inst = segmenter(image)
+    if isinstance(got, Detected):  # detected ahead, on a reader thread; refined here
+        image, inst = got.image, segmenter.refine(got.image, got.instances)  # type: ignore[attr-defined]
+    else:
+        image, inst = got, segmenter(got)
     files = write_image_outputs(out, item.key, image, inst, kinds, alpha=alpha, track_path=tracks)
     h, w = image.shape[:2]
     entry = {"file_name": item.name, "height": h, "width": w, "annotations": image_annotations(inst)}
@@ -273,8 +283,11 @@ def run(
     engine = engine or LocalEngine()
     # an engine that runs the work elsewhere gets a silent progress; the outcomes drive the bar here instead
     here = getattr(engine, "in_process", False)
+    # in this process, in order: the next images are decoded (and detected, where the detector runs images side
+    # by side) while this one is refined and written
+    reader = reader_for(items, segmenter) if here else None
     work = ItemWork(
-        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo)
+        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo), reader
     )
 
     outcomes = engine.map(work, items)
@@ -298,6 +311,9 @@ def run(
             "with --resume to continue"
         )
         raise
+    finally:
+        if reader is not None:
+            reader.close()
 
     if "json" in save:
         builder = PredictionsBuilder(segmenter.names)
@@ -325,10 +341,13 @@ class ItemWork:
     bar: _Progress
     alpha: str = "binary"
     redo: frozenset[str] = frozenset()  # tracked image sequences redone whole on --resume
+    reader: ReadAhead | None = None  # reads images one ahead (only where the work runs here, in order)
 
     def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
         skip_done = self.resume and _sequence(item) not in self.redo
-        return _run_one(item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha)
+        return _run_one(
+            item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha, self.reader
+        )
 
 
 def _step_from_result(bar: _Progress, item: MediaItem, result: ItemResult) -> None:
@@ -364,6 +383,7 @@ def _run_one(
     signature: dict[str, Any],
     bar: _Progress,
     alpha: str = "binary",
+    reader: ReadAhead | None = None,
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     if item.kind == "error":
         raise InputError(item.path, item.error or "unusable input")  # found by expand_sources; reported here
@@ -383,7 +403,7 @@ def _run_one(
     if item.kind == "video":
         entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
     else:
-        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha)
+        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha, reader)
     source = source_stat(item.path)
     seconds = time.perf_counter() - t0
 

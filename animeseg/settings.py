@@ -34,6 +34,8 @@ class DetectSettings:
         device: ``cpu``, ``0``, ``cuda:0``...; None lets the detector choose.
         contained: an instance whose mask lies inside a more confident one's by more than this share of its own
             area is dropped as a duplicate part (:func:`animeseg.suppress.suppress_contained`); 1 keeps all.
+        runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`: ``auto``, ``onnxruntime``,
+            ``openvino-bf16``...); like ``device``, chosen when the model is loaded.
     """
 
     imgsz: int = 640
@@ -43,6 +45,7 @@ class DetectSettings:
     classes: tuple[int, ...] | None = None
     device: str | None = None
     contained: float = 0.8
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.classes is not None:
@@ -99,7 +102,7 @@ def model_defaults(model: str | Path | None) -> ModelDefaults:
         return GENERIC
     if not isinstance(recorded, dict):
         return GENERIC
-    names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device"}
+    names = {f.name for f in dataclasses.fields(DetectSettings)} - {"device", "runtime"}  # this machine's choices
     detect = GENERIC.detect.override(**{k: v for k, v in recorded.items() if k in names})
     return ModelDefaults(detect=detect, refine=str(recorded.get("refine", GENERIC.refine)))
 

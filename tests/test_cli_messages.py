@@ -99,6 +99,7 @@ COMMANDS = [
     ["serve"],
     ["train"],
     ["export", "onnx"],
+    ["export", "openvino"],
     ["weights", "list"],
     ["weights", "download"],
     ["weights", "import"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -283,6 +284,7 @@ def test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio(yol
     for name, model in (("pt", yolo_checkpoint), ("onnx", yolo_onnx)):
         out = tmp_path / name
         args = ["predict", str(folder), "--model", str(model), "--imgsz", "160", "--conf", "0.05", "--max-det", "8"]
+        args += ["--runtime", "onnxruntime"]  # fp32 against fp32 (OpenVINO bf16 would differ by design)
         assert _cli([*args, "--device", "cpu", "--out", str(out), "--save", "json"]) == 0
         docs.append(json.loads((out / "predictions.json").read_text()))
     worst_iou, worst_score, n = _same_predictions(*docs)
@@ -358,10 +360,26 @@ def test_cli_exports_both_and_checks(yolo_checkpoint, sam_checkpoint, tmp_path, 
     assert network_attempts() == []
 
 
+@pytest.mark.slow
+def test_packaged_model_int8_export_passes_its_check(tmp_path, capsys):
+    """No --model: the packaged model, statically quantised (calibrated), passes its own int8 parity check and
+    runs on the native runtime."""
+    from animeseg.io import read_image
+    from animeseg.runtime.yolo import YoloOnnxDetector
+
+    code = _cli(["export", "onnx", "--int8", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "detector int8 ONNX vs PyTorch: passed" in err
+    int8 = tmp_path / "anime-yolov8n-seg.int8.onnx"
+    image = read_image(REPO / "examples" / "renpy-meadow.jpg")
+    found = YoloOnnxDetector(int8, runtime="onnxruntime", conf=0.5).detect(image)
+    assert len(found) >= 2 and found.names == {0: "character"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "nothing to export"),
         (["--model", "x.pt", "--half", "--int8"], "not both"),
         (["--sam-checkpoint", "x.pth", "--sam-type", "vit_q"], "--sam-type vit_q"),
         (["--sam-checkpoint", "missing.pth"], "missing.pth: model file not found"),
@@ -377,6 +395,7 @@ def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
 # ------------------------------------------------------------------------ predict: ONNX path vs PyTorch path
 def _predict(folder: Path, out: Path, model: Path, imgsz: int, sam: Path, *extra: str) -> dict:
     args = ["predict", str(folder), "--model", str(model), "--imgsz", str(imgsz), "--refine", "sam"]
+    args += ["--runtime", "onnxruntime"]  # fp32 ONNX against fp32 PyTorch (OpenVINO bf16 would differ by design)
     code = _cli([*args, "--sam-checkpoint", str(sam), "--out", str(out), "--save", "json", "--device", "cpu", *extra])
     assert code == 0
     return json.loads((out / "predictions.json").read_text())
@@ -454,3 +473,31 @@ def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_pa
     # 6 detections, 3 of which lie inside another and are suppressed as duplicates on either runtime
     assert _assert_same_predictions(torch_run, onnx_run) == 3
     assert all(a["refine"]["refined"] for a in onnx_run["annotations"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+def test_openvino_export_runs_natively_like_its_onnx(yolo_checkpoint, tmp_path, capsys):
+    """export openvino: ONNX + IR, both checked against PyTorch; the IR gives the ONNX file's instances."""
+    from animeseg.errors import InputError
+    from animeseg.runtime.metadata import model_metadata
+    from animeseg.runtime.session import create_session
+    from animeseg.runtime.yolo import YoloOnnxDetector
+    from animeseg.settings import DetectSettings
+
+    code = _cli(["export", "openvino", "--model", str(yolo_checkpoint), "--imgsz", "160", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "detector fp32 OpenVINO vs PyTorch: passed" in err and "detector fp32 ONNX vs PyTorch: passed" in err
+    xml, onnx_file = tmp_path / "tiny-seg.xml", tmp_path / "tiny-seg.onnx"
+    assert xml.with_suffix(".bin").is_file() and onnx_file.is_file()
+    assert model_metadata(xml)["names"] == model_metadata(onnx_file)["names"]  # metadata travels in rt_info
+    ir = YoloOnnxDetector(xml, DetectSettings(imgsz=160, conf=0.1), runtime="openvino-fp32")
+    assert ir.names == {i: f"class{i}" for i in range(80)} and len(ir.detect(sample_image()[0])) > 0
+    # the same function as the ONNX file (this random model's near-equal scores make NMS itself fragile)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 160, 160)).astype(np.float32)
+    ours = ir.session.run({ir.session.input_names[0]: x})
+    onnx_session = create_session(onnx_file, backend="onnxruntime")
+    for a, b in zip(ours, onnx_session.run({onnx_session.input_names[0]: x}), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    with pytest.raises(InputError, match="runs on the openvino backend"):
+        create_session(xml, backend="onnxruntime")

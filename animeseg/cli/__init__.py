@@ -20,7 +20,7 @@ from animeseg.cli import cut, data, evaluate, export, predict, serve, train, wei
 from animeseg.cli.console import error
 from animeseg.cli.help import tidy_help
 from animeseg.cli.render import setup_logging
-from animeseg.errors import AnimesegError
+from animeseg.errors import AnimesegError, missing_extra
 
 tidy_help()
 
@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     except AnimesegError as e:
         error(str(e))
         sys.exit(e.exit_code)
+    except ModuleNotFoundError as e:  # an optional package this command reached for: which extra installs it
+        hint = missing_extra(e)
+        if hint is None:
+            raise
+        error(str(hint))
+        sys.exit(hint.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         error("interrupted; finished outputs are kept, run again (with --resume where offered) to continue")
         sys.exit(130)

@@ -79,6 +79,7 @@ def evaluate(
     out: Path = typer.Option(
         None, "--out", "-o", help="Output folder for metrics.json, metrics.md and predictions (default: runs/eval/...)."
     ),
+    runtime: options.Runtime = "auto",
 ) -> None:
     """Evaluate a model on COCO ground truth: mask/box AP (pycocotools), foreground IoU/F/MAE, missed/spurious.
 
@@ -112,6 +113,7 @@ def evaluate(
             refiner=refiner,
             out=out,
             on_progress=bars,
+            runtime=runtime,
         )
     results = metrics["results"]
     title = f"Evaluation ({metrics['images']['evaluated']} images) -> {metrics['out']}"

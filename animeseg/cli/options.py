@@ -142,6 +142,15 @@ Device = Annotated[
         show_default=False,
     ),
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="How ONNX models run: auto (OpenVINO where installed, in bf16 where the CPU has it, else ONNX Runtime), "
+        "onnxruntime, openvino (its best precision here), openvino-bf16 or openvino-fp32. Measured in "
+        "docs/benchmarks.md.",
+    ),
+]
 RefineSam = Annotated[bool, typer.Option("--refine-sam", help="Shorthand for --refine sam.", show_default=False)]
 _SAM_FILES = "SAM checkpoint (.pth/.pt: ViT SAM, MobileSAM, SAM 2 / 2.1) or a SAM folder from `animeseg export onnx`"
 SamCheckpoint = Annotated[

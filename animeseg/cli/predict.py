@@ -17,6 +17,10 @@ def _check_alpha(value: str) -> str:
 
     if value not in ALPHA_MODES:
         raise typer.BadParameter(f"--alpha {value}: choose one of {', '.join(ALPHA_MODES)}")
+    if value == "matte":
+        from animeseg.errors import require
+
+        require("pymatting", "--alpha matte")  # before any image, not once per image
     return value
 
 
@@ -147,6 +151,7 @@ def predict(
     tracker: Tracker = "bytetrack",
     stabilize: Stabilize = True,
     alpha: Alpha = "binary",
+    runtime: options.Runtime = "auto",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
 
@@ -175,6 +180,10 @@ def predict(
     settings = options.detect_settings(
         model_file, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
     )
+    from animeseg.runtime.session import parse_runtime
+
+    parse_runtime(runtime)
+    settings = settings.override(runtime=runtime)
     torch_device = resolve_device(device)
     refine_with = options.refine_options(method, sam_checkpoint, sam_type, torch_device)
 

@@ -9,7 +9,13 @@ raw outputs (largest absolute difference). Everything here returns results; ``an
 """
 
 from animeseg.export.common import precision_name, quantize
-from animeseg.export.detector import check_detector, detector_path, export_detector
+from animeseg.export.detector import (
+    calibration_images,
+    check_detector,
+    detector_path,
+    export_detector,
+    export_openvino,
+)
 from animeseg.export.parity import THRESHOLDS, Parity, default_boxes, mask_ious, raise_if_failed, sample_image
 from animeseg.export.sam import (
     OPSET,
@@ -24,6 +30,7 @@ from animeseg.export.sam import (
 __all__ = [
     "OPSET",
     "THRESHOLDS",
+    "calibration_images",
     "Parity",
     "SamDecoderOnnx",
     "SamEncoderOnnx",
@@ -32,6 +39,7 @@ __all__ = [
     "default_boxes",
     "detector_path",
     "export_detector",
+    "export_openvino",
     "export_sam",
     "mask_ious",
     "precision_name",

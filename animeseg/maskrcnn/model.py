@@ -183,14 +183,12 @@ def architecture(path: str | Path) -> str:
 
 def onnx_architecture(path: Path) -> str:
     """``maskrcnn`` for an ONNX file exported by :mod:`animeseg.maskrcnn.export` (its metadata says so)."""
-    import onnx
+    from animeseg.runtime.metadata import onnx_metadata
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise AnimesegError(f"{path}: not a readable ONNX model (empty, truncated or not ONNX: {first})") from None
-    meta = {p.key: p.value for p in proto.metadata_props}
+        meta = onnx_metadata(path)  # the metadata alone, without parsing the graph or importing onnx
+    except InputError as e:
+        raise AnimesegError(f"{path}: not a readable ONNX model (empty, truncated or not ONNX: {e.problem})") from None
     arch = meta.get("animeseg_arch", "yolo")
     if arch not in KNOWN_ARCHITECTURES:
         raise InputError(path, f"unknown architecture {arch!r} (known: {', '.join(KNOWN_ARCHITECTURES)})")
