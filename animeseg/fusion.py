@@ -64,12 +64,27 @@ def _grown_box(box: np.ndarray, pad: float, h: int, w: int) -> tuple[int, int, i
     )
 
 
+def _extent(yolo: np.ndarray, cands: np.ndarray) -> tuple[int, int, int, int]:
+    """``y1, y2, x1, x2`` bounding every pixel of ``yolo`` (H, W) and ``cands`` (K, H, W); the whole image when
+    both are empty. Judging on this window gives the same counts as on the whole image, at a fraction of the
+    cost for a character in a large frame."""
+    occupied = yolo | cands.any(0) if len(cands) else yolo
+    rows, cols = np.flatnonzero(occupied.any(1)), np.flatnonzero(occupied.any(0))
+    if len(rows) == 0:
+        return 0, yolo.shape[0], 0, yolo.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _judge(
     yolo: np.ndarray, box: np.ndarray, cands: np.ndarray, scores: np.ndarray, t: dict[str, float]
 ) -> tuple[int | None, float | None, float | None, str]:
     """Pick and check one instance's candidates: (index, agreement, score, reason); index None when none."""
     if len(cands) == 0:
         return None, None, None, "no candidate"
+    h, w = yolo.shape
+    gx1, gy1, gx2, gy2 = _grown_box(box, t["box_pad"], h, w)
+    wy1, wy2, wx1, wx2 = _extent(yolo, cands)
+    yolo, cands = yolo[wy1:wy2, wx1:wx2], cands[:, wy1:wy2, wx1:wx2]
     flat_y = yolo.reshape(-1)
     flat_c = cands.reshape(len(cands), -1)
     inter = (flat_c & flat_y).sum(1).astype(np.float64)
@@ -91,8 +106,8 @@ def _judge(
     coverage = inter[k] / area_y if area_y > 0 else 1.0
     if coverage < t["min_coverage"]:
         return k, a, s, f"rejected: partial (covers {coverage:.2f} of YOLO's mask < {t['min_coverage']:.2f})"
-    h, w = yolo.shape
-    x1, y1, x2, y2 = _grown_box(box, t["box_pad"], h, w)
+    # the grown box in the window's coordinates (the window holds every candidate pixel)
+    x1, y1, x2, y2 = max(gx1 - wx1, 0), max(gy1 - wy1, 0), max(gx2 - wx1, 0), max(gy2 - wy1, 0)
     inside = float(cands[k, y1:y2, x1:x2].sum())
     outside = 1.0 - inside / area_c[k]
     if outside > t["max_outside"]:
