@@ -188,3 +188,25 @@ def test_training_pieces_make_a_network_the_refiner_runs(tmp_path):
     image, boxes, masks = scene()
     cands = LearnedRefiner(onnx_file).candidates(image, boxes, masks)
     assert cands.masks.shape == (2, 1, *image.shape[:2])
+
+
+def test_packaged_model_refines_with_the_learned_refiner_by_default(tmp_path):
+    """The default switch: predict without --refine uses the packaged network; --refine none turns it off."""
+    import json
+
+    from animeseg.cli import main
+    from animeseg.settings import model_defaults
+    from animeseg.weights import example_image, packaged_model
+
+    assert model_defaults(packaged_model()).refine == "learned"
+    runs = {}
+    for name, extra in (("default", []), ("none", ["--refine", "none"])):
+        out = tmp_path / name
+        with pytest.raises(SystemExit) as done:
+            main(["predict", str(example_image()), "--save", "json", "--out", str(out), *extra])
+        assert done.value.code == 0
+        runs[name] = json.loads((out / "predictions.json").read_text())["annotations"]
+    assert runs["default"] and len(runs["default"]) == len(runs["none"])
+    assert {a["refine"]["method"] for a in runs["default"]} == {"learned"}
+    assert any(a["refine"]["refined"] for a in runs["default"])
+    assert {a["refine"]["method"] for a in runs["none"]} == {"none"}

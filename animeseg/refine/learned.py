@@ -104,7 +104,9 @@ class LearnedRefiner:
         self.path = Path(model) if model is not None else PACKAGED
         if not self.path.is_file():
             raise AnimesegError(f"{self.path}: the learned refiner's network is missing (a broken install?)")
-        self.session = _create_session(self.path)
+        from animeseg.runtime.session import create_session
+
+        self.session = create_session(self.path, backend=backend, precision=precision)
         self.calls = 0
 
     @classmethod
@@ -121,7 +123,7 @@ class LearnedRefiner:
     def predict_alpha(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 5, S, S) float32 inputs -> (N, S, S) float32 alphas in [0, 1]."""
         self.calls += 1
-        (logits,) = self.session.run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[:1]
+        (logits,) = self.session.run({"input": np.ascontiguousarray(inputs, np.float32)})[:1]
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float32).reshape(len(inputs), *inputs.shape[2:])))
 
     def candidates(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray) -> Candidates:
@@ -134,9 +136,3 @@ class LearnedRefiner:
         full = np.stack([paste_alpha(a, c, h, w) for a, c in zip(alphas, crops, strict=True)])
         confidence = np.abs(alphas - 0.5).mean(axis=(1, 2)) * 2.0
         return Candidates(full[:, None] >= 128, confidence[:, None].astype(np.float32), alphas=full[:, None])
-
-
-def _create_session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
