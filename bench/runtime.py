@@ -156,7 +156,7 @@ def bench_start(image: Path, repeats: int, tmp: Path) -> list[str]:
     def once(runtime: str, home: Path) -> float:
         env = {**os.environ, "ANIMESEG_HOME": str(home), "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "animeseg", "predict", str(image), "--save", "json", "--runtime", runtime]
-        cmd += ["--out", str(tmp / f"start-{runtime}")]
+        cmd += ["--out", str(tmp / f"start-{runtime}"), "--overwrite"]
         t = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         return time.perf_counter() - t
