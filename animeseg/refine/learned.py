@@ -82,6 +82,11 @@ def paste_alpha(alpha: np.ndarray, crop: np.ndarray, height: int, width: int) ->
     x1, y1, x2, y2 = (int(v) for v in crop)
     out = np.zeros((height, width), np.uint8)
     full = cv2.resize(np.ascontiguousarray(alpha, np.float32), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    # upsampling spreads the network's edge ramp (about a pixel of the crop) over `zoom` pixels; steepen it back
+    # around 0.5, so the mask (alpha >= 0.5) is unchanged and the soft edge is as wide as the art's anti-aliasing
+    zoom = max(x2 - x1, y2 - y1) / alpha.shape[0]
+    if zoom > 1:
+        full = (full - 0.5) * zoom + 0.5
     out[y1:y2, x1:x2] = np.clip(full * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out
 
