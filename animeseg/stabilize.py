@@ -34,6 +34,7 @@ import numpy as np
 
 from animeseg._lazy import cv2
 from animeseg.instances import Instances
+from animeseg.matte import guided_filter
 
 
 @dataclass
@@ -315,33 +316,3 @@ def _centre(mask: np.ndarray) -> np.ndarray:
     """(x, y) centre of a mask's pixels (0, 0 for an empty one)."""
     m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
     return np.array([m["m10"], m["m01"]]) / m["m00"] if m["m00"] else np.zeros(2)
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a colour guide: ``src`` (h, w) float32 smoothed so that its edges follow
-    the colour edges of ``guide`` (h, w, 3) float32 in [0, 1], over (2 radius + 1)-pixel boxes; ``eps`` sets how
-    strong an edge must be to be followed. Each pixel's 3x3 covariance is inverted in closed form."""
-    size = (2 * radius + 1, 2 * radius + 1)
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.blur(x, size)
-
-    chans = [np.ascontiguousarray(guide[..., c]) for c in range(3)]
-    mean = [box(c) for c in chans]
-    mean_p = box(src)
-    cov = [box(c * src) - m * mean_p for c, m in zip(chans, mean, strict=True)]
-    rr = box(chans[0] * chans[0]) - mean[0] * mean[0] + eps
-    rg = box(chans[0] * chans[1]) - mean[0] * mean[1]
-    rb = box(chans[0] * chans[2]) - mean[0] * mean[2]
-    gg = box(chans[1] * chans[1]) - mean[1] * mean[1] + eps
-    gb = box(chans[1] * chans[2]) - mean[1] * mean[2]
-    bb = box(chans[2] * chans[2]) - mean[2] * mean[2] + eps
-    # the inverse of the symmetric covariance, by cofactors
-    c00, c01, c02 = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
-    c11, c12, c22 = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
-    det = rr * c00 + rg * c01 + rb * c02
-    a0 = (c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) / det
-    a1 = (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) / det
-    a2 = (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) / det
-    b = mean_p - a0 * mean[0] - a1 * mean[1] - a2 * mean[2]
-    return box(a0) * chans[0] + box(a1) * chans[1] + box(a2) * chans[2] + box(b)

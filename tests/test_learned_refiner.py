@@ -119,16 +119,20 @@ def test_fusion_carries_the_accepted_alpha_and_clears_lost_pixels():
     assert out[[1]].alphas.shape == (1, h, w)  # indexing keeps them aligned
 
 
-def test_cutout_uses_the_refiners_alpha():
+def test_cutout_uses_the_refiners_alpha_snapped_to_the_art():
     from animeseg.writers import cutout
 
-    image = np.full((20, 20, 3), 100, np.uint8)
-    mask = np.zeros((20, 20), bool)
-    mask[5:15, 5:15] = True
+    image = np.full((80, 80, 3), 40, np.uint8)
+    image[20:60, 20:60] = 220  # the character: a bright square
+    mask = np.zeros((80, 80), bool)
+    mask[22:62, 20:60] = True  # the refiner's mask and alpha, 2 px too low
     soft = np.where(mask, 255, 0).astype(np.uint8)
-    soft[4, 5:15] = 90  # a soft fringe outside the mask
     rgba = cutout(image, mask, alpha="matte", soft=soft)
-    assert np.array_equal(rgba[..., 3], soft)
+    truth = image[..., 0] > 128
+    wrong = (np.abs(rgba[..., 3] / 255.0 - truth) > 0.5).sum()
+    assert wrong < 0.75 * (mask ^ truth).sum()  # the edges moved towards the art's
+    assert rgba[21, 40, 3] > 60  # the row the refiner missed is partly taken back
+    assert rgba[40, 40, 3] == 255 and rgba[5, 5, 3] == 0
     assert np.array_equal(cutout(image, mask, alpha="binary", soft=soft)[..., 3], np.where(mask, 255, 0))
 
 
