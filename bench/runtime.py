@@ -9,7 +9,8 @@ Sections:
 1. **start**: wall time of the whole process ``animeseg predict one.jpg --save json`` (one 1280x720 JPEG, the
    packaged model), median of ``--repeats`` runs, per ``--runtime``; the first with an empty OpenVINO cache too.
 2. **throughput**: images per second once started (model loaded, then ``runner.run`` over ``--count`` 1280x720
-   JPEGs to predictions.json, what ``animeseg predict DIR --save json`` does), per runtime, the runtimes
+   JPEGs to predictions.json, what ``animeseg predict DIR --save json`` does, with the packaged model's default
+   refiner unless ``--refine`` says otherwise), per runtime, the runtimes
    interleaved over ``--rounds`` rounds (median and best), and the CPU seconds spent per image (all threads:
    on a machine shared with other work, 2 / that is what two free cores would allow). ``--int8 FILE`` adds an
    ``animeseg export onnx --int8`` file of the packaged model on both backends.
@@ -42,10 +43,13 @@ from animeseg.predict import Segmenter  # noqa: E402
 from animeseg.runner import run  # noqa: E402
 from animeseg.runtime import session as rt  # noqa: E402
 from animeseg.runtime.yolo import YoloOnnxDetector  # noqa: E402
+from animeseg.settings import model_defaults  # noqa: E402
 from animeseg.weights import packaged_model  # noqa: E402
 
 SPRITES = ROOT.parent / "shared" / "data" / "open-sprites"
 RUNTIMES = ["openvino-bf16", "openvino-fp32", "onnxruntime"]
+#: The refiner every throughput run uses (``--refine``; default: the packaged model's own, as predict does).
+REFINE: list[str] = ["none"]
 
 
 def make_images(folder: Path, count: int) -> list[Path]:
@@ -88,7 +92,7 @@ def images_per_second(
     """Images per second of ``runner.run`` (json only) over ``paths`` with an already loaded detector, and the
     CPU seconds (all threads) the process spent per image."""
     items = expand_sources([str(p) for p in paths])
-    segmenter = Segmenter(None, detector=detector)
+    segmenter = Segmenter(None, REFINE[0], detector=detector)
     for p in paths[:3]:  # warm-up: first-call allocations, OpenVINO's first inference
         from animeseg.io import read_image
 
@@ -183,15 +187,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="runs per start-time figure")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "animeseg-bench-runtime")
     ap.add_argument("--int8", type=Path, help="an `animeseg export onnx --int8` file to add to the throughput table")
+    ap.add_argument("--refine", help="refiner of the throughput runs (default: the packaged model's own, as predict)")
     args = ap.parse_args()
     if not (SPRITES / "fg").is_dir():
         sys.exit(f"needs the sprites at {SPRITES}")
     paths = make_images(args.work / "images", args.count)
+    REFINE[0] = args.refine or model_defaults(packaged_model()).refine
     load = os.getloadavg()
     print(
         f"# {time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()}, "
         f"{len(os.sched_getaffinity(0))} cores, load average {load[0]:.1f} at start; "
-        f"auto = {rt.resolve_backend()} {rt.resolve_precision(rt.resolve_backend())}\n"
+        f"auto = {rt.resolve_backend()} {rt.resolve_precision(rt.resolve_backend())}; refiner {REFINE[0]}\n"
     )
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for section, fn in (
