@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from animeseg.media import iter_frames  # noqa: E402
-from animeseg.predict import Segmenter  # noqa: E402
+from animeseg.predict import MODEL_DEFAULT, Segmenter  # noqa: E402
 from animeseg.stabilize import MaskStabilizer  # noqa: E402
 from animeseg.track import TrackingSegmenter  # noqa: E402
 from animeseg.weights import model_settings, packaged_model  # noqa: E402
@@ -149,12 +149,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--tune", action="store_true", help="the tuning clips (Ren'Py sprites) instead of the held-out")
     ap.add_argument("--cost", nargs="*", default=[], help="clips to time whole `predict clip.mp4 --track` runs on")
+    ap.add_argument("--refine", default=None, help="refiner (default: the model's own, as predict runs it)")
     args = ap.parse_args()
     if not (OPEN / "fg" / "wanted-dragon").is_dir():
         sys.exit(f"needs {OPEN}")
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {date.today()}")
     model = packaged_model("onnx")
-    seg = Segmenter(model, None, **model_settings(model), device="cpu")  # no refiner: the detector's own masks
+    seg = Segmenter(model, args.refine or MODEL_DEFAULT, **model_settings(model), device="cpu")
     clips = TUNING if args.tune else HELD_OUT
     # each part alone, then all of them (the default)
     grid = [{"snap": None, "carry": 0}, {"weight": 1.0, "carry": 0}, {"snap": None}, {}]

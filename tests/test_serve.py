@@ -139,7 +139,7 @@ def test_sam_is_offered_with_a_checkpoint_and_matches_predict(renpy, shared_onnx
     torch.manual_seed(0)
     checkpoint = save_sam(build_sam(TINY), tmp_path / "sam_tiny.pth")
     engine = ModelHolder(shared_onnx, refine=RefineOptions(checkpoint, device="cpu"), device="cpu")
-    assert engine.refine_methods == ["none", "grabcut", "sam"]
+    assert engine.refine_methods == ["none", "learned", "grabcut", "sam"]
     image = [renpy / "fg" / IMAGES[0]]
     result = run_job(image, engine.segmenter(PageSettings("sam", CONF, IMGSZ)), tmp_path / "jobs")
     sam_args = ("--refine", "sam", "--sam-checkpoint", str(checkpoint), "--device", "cpu")
@@ -184,7 +184,7 @@ def test_engine_loads_the_model_once_and_applies_each_requests_settings(shared_o
     got = high(image)
     assert len(low(image)) > len(got) == len(fresh)
     np.testing.assert_array_equal(got.masks, fresh.masks)
-    assert engine.refine_methods == ["none", "grabcut"]
+    assert engine.refine_methods == ["none", "learned", "grabcut"]
     with pytest.raises(ValueError, match="sam"):
         engine.segmenter(PageSettings(refine="sam"))
 
