@@ -137,6 +137,8 @@ def matte(image: np.ndarray, mask: np.ndarray, radius: int | None = None) -> Mat
 #: side, and regularisation (chosen on held-out composites, docs/benchmarks.md "Cut-out alpha").
 SNAP_RADIUS = 1 / 80
 SNAP_EPS = 1e-4
+#: Half-width in pixels of the band around the predicted edge where the snapped alpha is used.
+SNAP_BAND = 3
 
 
 def from_alpha(image: np.ndarray, alpha: np.ndarray) -> Matte:
@@ -156,8 +158,15 @@ def from_alpha(image: np.ndarray, alpha: np.ndarray) -> Matte:
         y0, y1 = max(int(ys.min()) - r, 0), min(int(ys.max()) + r + 1, h)
         x0, x1 = max(int(xs.min()) - r, 0), min(int(xs.max()) + r + 1, w)
         guide = image[y0:y1, x0:x1].astype(np.float32) / 255.0
+        sub = a[y0:y1, x0:x1]
+        snapped = np.clip(guided_filter(guide, sub, r, SNAP_EPS), 0.0, 1.0)
+        # only within a few pixels of the predicted edge: further out the filter would spread a faint haze of
+        # alpha over textured background (grass, foliage)
+        inner = (sub >= 0.5).astype(np.uint8)
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SNAP_BAND + 1, 2 * SNAP_BAND + 1))
+        band = (cv2.dilate(inner, k) > 0) & ~(cv2.erode(inner, k) > 0)
         a = a.copy()
-        a[y0:y1, x0:x1] = np.clip(guided_filter(guide, a[y0:y1, x0:x1], r, SNAP_EPS), 0.0, 1.0)
+        a[y0:y1, x0:x1] = np.where(band, np.where(snapped < 0.05, 0.0, snapped), sub)
         a = np.round(a * 255.0) / 255.0  # what an 8-bit alpha channel keeps
     foreground = image.copy()
     soft = (a > 0) & (a < 1)
