@@ -84,10 +84,20 @@ def test_predict_and_eval_without_pytorch(lean, tmp_path):
     assert raw["mask"]["AP"] == pytest.approx(1.0) and raw["box"]["AP"] == pytest.approx(1.0)
 
 
+def test_soft_cutouts_of_the_default_refiner_need_no_pymatting(lean, tmp_path):
+    out = tmp_path / "soft"
+    code, err = lean("predict", EXAMPLE, "--save", "cutouts", "--alpha", "matte", "--out", out)
+    assert code == 0, err[-3000:]
+    from animeseg.io import read_rgba
+
+    alpha = read_rgba(next((out / "cutouts").glob("*_0.png")))[..., 3]
+    assert ((alpha > 0) & (alpha < 255)).any()  # soft edges, from the learned refiner's alpha
+
+
 def test_what_needs_an_extra_says_which_in_one_line(lean, tmp_path):
     cases = [
         (("predict", EXAMPLE, "--model", REPO / "animeseg" / "models" / "anime-yolov8n-seg.pt"), "animeseg[train]"),
-        (("predict", EXAMPLE, "--save", "cutouts", "--alpha", "matte"), "animeseg[matte]"),
+        (("predict", EXAMPLE, "--save", "cutouts", "--alpha", "matte", "--refine", "none"), "animeseg[matte]"),
         (("predict", EXAMPLE, "--track"), "animeseg[train]"),
         (("serve",), "animeseg[web]"),
         (("export", "onnx"), "animeseg export needs torch, which is not installed: pip install 'animeseg[export]'"),

@@ -78,6 +78,7 @@ def cut(
         )
     model_file = options.model_file(model)
     method = options.refine_method(refine, False, model_defaults(model_file).refine)
+    options.check_alpha(alpha, method)
     settings = options.detect_settings(
         model_file, imgsz=imgsz, conf=conf, device=device, classes=options.parse_class_ids(classes)
     )

@@ -264,6 +264,17 @@ def model_file(model: Path | None) -> Path:
     return Path(resolve_model(model if model is not None else default_model()))
 
 
+def check_alpha(alpha: str, method: str) -> None:
+    """``--alpha matte`` with a refiner that predicts no alpha needs PyMatting (the ``matte`` extra): one line
+    before any image when it is missing. The learned refiner's own alpha needs nothing more."""
+    from animeseg.refine import refiner_class
+
+    if alpha == "matte" and not getattr(refiner_class(method), "predicts_alpha", False):
+        from animeseg.errors import require
+
+        require("pymatting", f"--alpha matte with --refine {method}")
+
+
 def refine_method(refine: str | None, refine_sam: bool, default: str) -> str:
     """The refiner name from ``--refine`` and its ``--refine-sam`` shorthand; ``default`` (the model's) when
     neither is given."""

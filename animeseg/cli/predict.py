@@ -17,10 +17,6 @@ def _check_alpha(value: str) -> str:
 
     if value not in ALPHA_MODES:
         raise typer.BadParameter(f"--alpha {value}: choose one of {', '.join(ALPHA_MODES)}")
-    if value == "matte":
-        from animeseg.errors import require
-
-        require("pymatting", "--alpha matte")  # before any image, not once per image
     return value
 
 
@@ -177,6 +173,7 @@ def predict(
     run_on = options.engine(engine, ray_address, workers, gpus_per_worker)
     model_file = options.model_file(model)
     method = options.refine_method(refine, refine_sam, model_defaults(model_file).refine)
+    options.check_alpha(alpha, method)  # before any image, not once per image
     settings = options.detect_settings(
         model_file, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, classes=class_ids
     )

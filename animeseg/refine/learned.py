@@ -104,6 +104,8 @@ class LearnedRefiner:
 
     name = "learned"
     uses: ClassVar[tuple[str, ...]] = ()
+    #: its candidates carry soft alphas, which ``--alpha matte`` cut-outs use (no PyMatting needed)
+    predicts_alpha = True
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", precision: str = "auto") -> None:
         self.path = Path(model) if model is not None else PACKAGED
