@@ -319,3 +319,22 @@ def test_read_ahead_reads_the_next_image_in_the_background(tmp_path):
         reader.read(items[5])
     assert sorted(n for n, _ in calls) == sorted(names)  # each image read exactly once
     assert dict(calls)["b.png"].startswith("animeseg-read") and dict(calls)["a.png"] == "MainThread"
+
+
+def test_openvino_sessions_leave_its_telemetry_off(tmp_path):
+    """Importing openvino starts its usage telemetry (files under ~/intel, events to Google Analytics) unless it
+    believes it runs in CI: animeseg's sessions must leave it off, with CI unset as on a user's machine."""
+    pytest.importorskip("openvino")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from animeseg.runtime.session import create_session; from animeseg.weights import packaged_model; "
+        "create_session(packaged_model(), backend='openvino'); import openvino_telemetry as t; "
+        "assert not t.Telemetry().consent; assert 'CI' not in os.environ"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "intel").exists()

@@ -117,13 +117,16 @@ def calibration_images() -> list[np.ndarray]:
 def export_openvino(onnx_path: Path, out: Path | None = None) -> Path:
     """The OpenVINO IR of an ONNX export: ``<stem>.xml`` + ``.bin`` beside it (or in ``out``), weights as stored
     (fp32 stays fp32: the runtime's precision is chosen when it runs), the export's metadata in its rt_info."""
-    import openvino as ov
+    from animeseg.runtime.session import import_openvino, no_openvino_telemetry
 
+    ov = import_openvino()
     dst = (out or onnx_path.parent) / f"{onnx_path.stem}.xml"
     with tempfile.TemporaryDirectory(prefix=".animeseg-openvino-", dir=dst.parent) as tmp:
         staged = Path(tmp) / dst.name
         try:
-            ov.save_model(ov.convert_model(str(onnx_path)), str(staged), compress_to_fp16=False)
+            with no_openvino_telemetry():  # each conversion would start it again
+                converted = ov.convert_model(str(onnx_path))
+            ov.save_model(converted, str(staged), compress_to_fp16=False)
         except Exception as e:
             raise AnimesegError(f"{onnx_path}: OpenVINO conversion failed ({type(e).__name__}: {e})") from None
         os.replace(staged.with_suffix(".bin"), dst.with_suffix(".bin"))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,34 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def no_openvino_telemetry() -> Iterator[None]:
+    """Inside the block, OpenVINO's usage telemetry stays off.
+
+    Importing ``openvino`` (and each ``convert_model``) starts its model converter's telemetry
+    (``openvino_telemetry``): it writes ``~/intel`` and sends anonymous usage events to Google Analytics unless
+    the user opted out, or it runs in CI. animeseg never reaches the network and writes nothing outside its own
+    folders, so the block runs with ``CI=true``, the switch that telemetry reads, and restores the variable after.
+    """
+    before = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = before
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, imported with its telemetry off (:func:`no_openvino_telemetry`)."""
+    with no_openvino_telemetry():
+        import openvino
+
+    return openvino
 
 
 def openvino_available() -> bool:
@@ -180,7 +210,7 @@ class OpenVinoSession(Session):
     """A session on OpenVINO's CPU plugin; each thread that calls ``run`` gets its own infer request."""
 
     def __init__(self, path: Path, threads: int, precision: str, cache: bool = True, streams: int = 1) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         core = ov.Core()
         config: dict[str, Any] = {
@@ -220,7 +250,7 @@ class OpenVinoSession(Session):
 
 def bf16_supported() -> bool:
     """True when OpenVINO reports that this CPU computes in bf16 (AVX-512 BF16 or AMX)."""
-    import openvino as ov
+    ov = import_openvino()
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
