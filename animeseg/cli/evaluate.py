@@ -39,17 +39,9 @@ def evaluate(
         ),
     ] = None,
     imgsz: options.Imgsz = None,
-    conf: Annotated[
-        float | None,
-        typer.Option(
-            "--conf",
-            min=0.0,
-            max=1.0,
-            metavar="SCORE",
-            help=f"Lowest detection score kept. Default: {AP_SETTINGS['conf']} (AP reads low-score detections too).",
-            show_default=False,
-        ),
-    ] = None,
+    conf: options.conf_option(
+        f"Lowest detection score kept. Default: {AP_SETTINGS['conf']} (AP reads low-score detections too)."
+    ) = None,
     threshold: float = typer.Option(
         None,
         "--threshold",
@@ -61,16 +53,9 @@ def evaluate(
         show_default=False,
     ),
     iou: options.Iou = None,
-    max_det: Annotated[
-        int | None,
-        typer.Option(
-            "--max-det",
-            min=1,
-            metavar="N",
-            help=f"Most instances kept per image. Default: {AP_SETTINGS['max_det']} (what COCO AP reads).",
-            show_default=False,
-        ),
-    ] = None,
+    max_det: options.max_det_option(
+        f"Most instances kept per image. Default: {AP_SETTINGS['max_det']} (what COCO AP reads)."
+    ) = None,
     device: options.Device = None,
     refine: options.Refine = None,
     refine_sam: options.RefineSam = False,

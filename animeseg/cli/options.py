@@ -90,27 +90,27 @@ Model = Annotated[
         show_default=False,
     ),
 ]
-Imgsz = Annotated[
-    int | None,
-    typer.Option(
-        "--imgsz",
-        min=32,
-        metavar="PIXELS",
-        help="Inference size in pixels (long side)." + default_note("imgsz"),
-        show_default=False,
-    ),
-]
-Conf = Annotated[
-    float | None,
-    typer.Option(
-        "--conf",
-        min=0.0,
-        max=1.0,
-        metavar="SCORE",
-        help="Lowest detection score kept." + default_note("conf"),
-        show_default=False,
-    ),
-]
+
+
+def imgsz_option(help: str) -> Any:
+    """``--imgsz`` with a command's own help (the flag, its bounds and metavar are the same everywhere)."""
+    return Annotated[int | None, typer.Option("--imgsz", min=32, metavar="PIXELS", help=help, show_default=False)]
+
+
+def conf_option(help: str) -> Any:
+    """``--conf`` with a command's own help."""
+    return Annotated[
+        float | None, typer.Option("--conf", min=0.0, max=1.0, metavar="SCORE", help=help, show_default=False)
+    ]
+
+
+def max_det_option(help: str) -> Any:
+    """``--max-det`` with a command's own help."""
+    return Annotated[int | None, typer.Option("--max-det", min=1, metavar="N", help=help, show_default=False)]
+
+
+Imgsz = imgsz_option("Inference size in pixels (long side)." + default_note("imgsz"))
+Conf = conf_option("Lowest detection score kept." + default_note("conf"))
 Iou = Annotated[
     float | None,
     typer.Option(
@@ -122,16 +122,7 @@ Iou = Annotated[
         show_default=False,
     ),
 ]
-MaxDet = Annotated[
-    int | None,
-    typer.Option(
-        "--max-det",
-        min=1,
-        metavar="N",
-        help="Most instances kept per image." + default_note("max_det"),
-        show_default=False,
-    ),
-]
+MaxDet = max_det_option("Most instances kept per image." + default_note("max_det"))
 Device = Annotated[
     str | None,
     typer.Option(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -28,27 +27,12 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 lets other computers on your network in."
     ),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
-    imgsz: Annotated[
-        int | None,
-        typer.Option(
-            "--imgsz",
-            min=32,
-            metavar="PIXELS",
-            help="Image size the page starts with (each request may change it)." + options.default_note("imgsz"),
-            show_default=False,
-        ),
-    ] = None,
-    conf: Annotated[
-        float | None,
-        typer.Option(
-            "--conf",
-            min=0.0,
-            max=1.0,
-            metavar="SCORE",
-            help="Confidence the page starts with (each request may change it)." + options.default_note("conf"),
-            show_default=False,
-        ),
-    ] = None,
+    imgsz: options.imgsz_option(
+        "Image size the page starts with (each request may change it)." + options.default_note("imgsz")
+    ) = None,
+    conf: options.conf_option(
+        "Confidence the page starts with (each request may change it)." + options.default_note("conf")
+    ) = None,
     refine: options.Refine = None,
     sam_checkpoint: options.ServeSamCheckpoint = None,
     sam_type: options.SamType = "auto",
