@@ -41,6 +41,7 @@ class MissingWeightsError(AnimesegError):
 
 #: The optional extras (``pip install 'animeseg[EXTRA]'``) and what each one adds to the core install.
 EXTRAS = {
+    "onnxruntime": "the ONNX Runtime backend and the ONNX SAM refiner",
     "train": "PyTorch models (.pt), training, tracking (--track), GPUs",
     "sam": "Segment Anything on PyTorch (--refine sam with a .pth checkpoint)",
     "maskrcnn": "Mask R-CNN training and checkpoints",
@@ -52,6 +53,7 @@ EXTRAS = {
 
 #: Optional top-level modules -> the extra that installs them.
 MODULE_EXTRAS = {
+    "onnxruntime": "onnxruntime",
     "torch": "train",
     "torchvision": "train",
     "ultralytics": "train",

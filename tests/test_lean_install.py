@@ -103,6 +103,7 @@ def test_what_needs_an_extra_says_which_in_one_line(lean, tmp_path):
         (("export", "onnx"), "animeseg export needs torch, which is not installed: pip install 'animeseg[export]'"),
         (("predict", EXAMPLE, "--engine", "ray"), "animeseg[ray]"),
         (("predict", EXAMPLE, "--runtime", "tensorrt"), "--runtime tensorrt: choose one of auto, openvino"),
+        (("predict", EXAMPLE, "--runtime", "onnxruntime"), "pip install 'animeseg[onnxruntime]'"),
     ]
     for args, extra in cases:
         code, err = lean(*args, "--out", tmp_path / "out") if args[0] == "predict" else lean(*args)

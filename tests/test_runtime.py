@@ -275,6 +275,11 @@ def test_session_choices_and_errors(dynamic_batch_onnx, tmp_path, monkeypatch):
     assert rt_session.resolve_backend("auto") == "onnxruntime"
     with pytest.raises(AnimesegError, match="openvino package is not installed"):
         rt_session.resolve_backend("openvino")
+    monkeypatch.setattr(rt_session, "onnxruntime_available", lambda: False)  # neither: a broken install
+    with pytest.raises(AnimesegError, match="no ONNX runtime is installed"):
+        rt_session.resolve_backend("auto")
+    with pytest.raises(AnimesegError, match=r"pip install 'animeseg\[onnxruntime\]'"):
+        rt_session.resolve_backend("onnxruntime")
 
 
 def test_onnx_metadata_without_onnx(dynamic_batch_onnx, tmp_path):

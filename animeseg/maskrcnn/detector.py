@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from animeseg.instances import Instances, check_image, unrefined_record
+from animeseg.runtime.metadata import model_metadata
 from animeseg.settings import DetectSettings, model_defaults
 
 
@@ -104,19 +105,19 @@ class MaskRCNNDetector:
         )
 
 
-def onnx_session(path: Path) -> Any:
-    """An ONNX Runtime CPU session of a Mask R-CNN export."""
-    import onnxruntime as ort
+def onnx_session(path: Path, runtime: str = "auto") -> Any:
+    """A CPU session of a Mask R-CNN export (:func:`animeseg.runtime.session.create_session`), in fp32: the
+    graph's box and score arithmetic is not made for bf16."""
+    from animeseg.runtime.session import create_session, parse_runtime
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # torchvision's graph makes ORT warn about unused initialisers
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    backend, _ = parse_runtime(runtime)
+    return create_session(path, backend=backend, precision="fp32")
 
 
 def onnx_outputs(session: Any, image: np.ndarray) -> tuple[np.ndarray, ...]:
     """The graph's ``boxes``, ``labels``, ``scores``, ``masks`` for an RGB (H, W, 3) uint8 image."""
     x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
-    boxes, labels, scores, masks = session.run(None, {session.get_inputs()[0].name: x})
+    boxes, labels, scores, masks = session.run({session.input_names[0]: x})[:4]
     return boxes, labels, scores, masks
 
 
@@ -130,8 +131,8 @@ class MaskRCNNOnnxDetector:
 
     def __init__(self, model: str | Path, settings: DetectSettings | None = None) -> None:
         self.path = Path(model)
-        self.session = onnx_session(self.path)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.session = onnx_session(self.path, (settings or model_defaults(model).detect).runtime)
+        meta = model_metadata(self.path)
         self.names: dict[int, str] = {int(k): v for k, v in json.loads(meta.get("names", "{}")).items()}
         self.settings = settings if settings is not None else model_defaults(model).detect
         self.model = None

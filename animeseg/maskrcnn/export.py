@@ -22,6 +22,7 @@ from animeseg.export.parity import Parity, mask_ious, sample_image
 from animeseg.instances import check_image
 from animeseg.maskrcnn.detector import configure, onnx_outputs, onnx_session
 from animeseg.maskrcnn.model import ARCH
+from animeseg.runtime.metadata import model_metadata
 
 OPSET = 17
 #: Settings traced into an export: every detection AP reads (COCO: 100 per image, scores down to 0.001).
@@ -102,7 +103,7 @@ def check_maskrcnn(
     onnx_path = Path(onnx_path)
     image = sample_image()[0] if image is None else check_image(image)
     session = onnx_session(onnx_path)
-    meta = session.get_modelmeta().custom_metadata_map
+    meta = model_metadata(onnx_path)
     net, _ = load_checkpoint(model)
     settings = {k: float(meta.get(k, v)) for k, v in EXPORT_SETTINGS.items()}
     configure(net, int(meta.get("imgsz", 640)), settings["conf"], settings["iou"], int(settings["max_det"]))

@@ -4,8 +4,9 @@ Every ONNX model animeseg runs (YOLO-seg detectors, refiners) gets its session f
 backend, precision and thread choices are made once, by the rules below, and a user can override them with one
 option. ``auto`` picks by what was measured on CPUs (docs/benchmarks.md):
 
-* backend: OpenVINO when it is installed (it is a core dependency), else ONNX Runtime. On the packaged 640 px
-  model OpenVINO fp32 ran at least as fast as ONNX Runtime fp32, and its bf16 inference precision 1.6-4x faster.
+* backend: OpenVINO when it is installed (it is the core install's runtime), else ONNX Runtime (the
+  ``onnxruntime`` extra). On the packaged 640 px model OpenVINO fp32 ran at least as fast as ONNX Runtime fp32,
+  and its bf16 inference precision 1.6-4x faster.
 * precision: ``bf16`` where OpenVINO reports the CPU can compute in it (AVX-512 BF16 or AMX), else ``fp32``.
   ONNX Runtime always runs the model in its own precision (``fp32``; an int8 file stays int8).
 * threads and streams: ``streams`` calls run side by side (OpenVINO streams; ONNX Runtime runs concurrent calls
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from animeseg.errors import AnimesegError, InputError
+from animeseg.errors import AnimesegError, InputError, MissingExtraError
 
 __all__ = [
     "BACKENDS",
@@ -99,11 +100,23 @@ def import_openvino() -> Any:
     return openvino
 
 
-def openvino_available() -> bool:
-    """True when the ``openvino`` package can be imported."""
+def _installed(module: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("openvino") is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or broken package
+        return False
+
+
+def openvino_available() -> bool:
+    """True when the ``openvino`` package can be imported."""
+    return _installed("openvino")
+
+
+def onnxruntime_available() -> bool:
+    """True when the ``onnxruntime`` package (the ``onnxruntime`` extra) can be imported."""
+    return _installed("onnxruntime")
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -112,9 +125,15 @@ def resolve_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise AnimesegError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend == "auto":
-        return "openvino" if openvino_available() else "onnxruntime"
+        if openvino_available():
+            return "openvino"
+        if onnxruntime_available():
+            return "onnxruntime"
+        raise AnimesegError("no ONNX runtime is installed: pip install openvino (a core dependency of animeseg)")
     if backend == "openvino" and not openvino_available():
         raise AnimesegError("backend openvino: the openvino package is not installed (pip install openvino)")
+    if backend == "onnxruntime" and not onnxruntime_available():
+        raise MissingExtraError("onnxruntime", "onnxruntime", "the onnxruntime backend")
     return backend
 
 
