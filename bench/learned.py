@@ -8,7 +8,9 @@
 on), the packaged detector at its default settings (what ``animeseg predict`` keeps), raw against each refiner:
 COCO mask AP (pycocotools, through :func:`animeseg.evaluate.evaluate`), predictions per true instance, and per
 true instance the mask IoU of the detection that finds it (raw) and of the same detection refined: mean,
-median, worst tenth, share at IoU >= 0.95, and instances found raw (IoU >= 0.5) but lost after refining.
+median, worst tenth, share at IoU >= 0.95, and instances found raw (IoU >= 0.5) but lost after refining; and the
+predictions no true instance matches, as ``split`` (mostly inside one character: a part found as its own
+instance) or ``background`` (not a character).
 
 **alpha**: on held-out composites with exact alphas, the edge-band SAD (the soft pixels and 3 px around the
 edge) of the cut-out alpha: the learned refiner's own alpha against PyMatting's closed-form matte of the same
@@ -48,8 +50,29 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / u) if u else 0.0
 
 
-def per_instance(seg: Segmenter, refiners: dict[str, object], heldout: Path) -> dict[str, list[float]]:
-    """IoU with the truth, per true instance, of the detection that finds it: raw and after each refiner."""
+def unmatched(masks: np.ndarray, scores: np.ndarray, truth: list[np.ndarray]) -> dict[str, int]:
+    """Predictions no true instance matches at mask IoU 0.5 (greedy by score, as COCO): ``split`` when at least
+    half of it lies inside one true character (a part of a character found as its own instance), else
+    ``background`` (something that is not a character)."""
+    used: set[int] = set()
+    out = {"split": 0, "background": 0}
+    for k in np.argsort(-np.asarray(scores), kind="stable"):
+        ious = [_iou(t, masks[k]) for t in truth]
+        free = [(v, j) for j, v in enumerate(ious) if j not in used and v >= 0.5]
+        if free:
+            used.add(max(free)[1])
+            continue
+        area = max(int(masks[k].sum()), 1)
+        inside = max((np.logical_and(masks[k], t).sum() / area for t in truth), default=0.0)
+        out["split" if inside >= 0.5 else "background"] += 1
+    return out
+
+
+def per_instance(
+    seg: Segmenter, refiners: dict[str, object], heldout: Path
+) -> tuple[dict[str, list[float]], dict[str, dict[str, int]]]:
+    """IoU with the truth, per true instance, of the detection that finds it: raw and after each refiner; and
+    each one's unmatched predictions (:func:`unmatched`), summed over the images."""
     from pycocotools import mask as mask_utils
 
     gt = load_ground_truth(heldout, "train", None)
@@ -57,6 +80,7 @@ def per_instance(seg: Segmenter, refiners: dict[str, object], heldout: Path) -> 
     for ann in gt.coco.dataset["annotations"]:
         by_image.setdefault(int(ann["image_id"]), []).append(ann)
     out: dict[str, list[float]] = {"raw": [], **{k: [] for k in refiners}}
+    wrong = {k: {"split": 0, "background": 0} for k in out}
     for info in gt.coco.dataset["images"]:
         image = read_image(gt.paths[int(info["id"])])
         raw = seg.detect(image)
@@ -65,6 +89,9 @@ def per_instance(seg: Segmenter, refiners: dict[str, object], heldout: Path) -> 
         for name, refiner in refiners.items():
             seg.refiner = refiner
             refined[name] = seg.refine(image, raw)
+        for name, inst in {"raw": raw, **refined}.items():
+            for kind, n in unmatched(inst.masks, inst.scores, truth).items():
+                wrong[name][kind] += n
         for t in truth:
             ious = [_iou(t, m) for m in raw.masks]
             if not ious:
@@ -77,7 +104,7 @@ def per_instance(seg: Segmenter, refiners: dict[str, object], heldout: Path) -> 
             for name in refiners:
                 out[name].append(_iou(t, refined[name].masks[k]))
     seg.refiner = None
-    return out
+    return out, wrong
 
 
 def summary(ious: list[float], raw: list[float]) -> dict[str, float]:
@@ -102,15 +129,15 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> l
         from animeseg.refine import build_refiner
 
         refiners["grabcut"] = build_refiner("grabcut")
-    inst = per_instance(seg, refiners, heldout)
+    inst, wrong = per_instance(seg, refiners, heldout)
     n_true = len(inst["raw"])
     lines = [
         f"Held-out `{heldout}`: {n_true} instances; packaged model at imgsz {settings['imgsz']}, conf "
         f"{settings['conf']}; {platform.node()}, {time.strftime('%Y-%m-%d')}",
         "",
-        "| refiner | mask AP | AP50 | predicted / true | mean IoU | median | worst tenth (of raw) | IoU >= 0.95 "
-        "| lost |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| refiner | mask AP | AP50 | predicted / true | split / background | mean IoU | median | worst tenth (of raw) "
+        "| IoU >= 0.95 | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in ["raw", *refiners]:
@@ -130,7 +157,9 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> l
             s = summary(inst[name], inst["raw"])
             lines.append(
                 f"| {name} | {scores['mask']['AP']:.3f} | {scores['mask']['AP50']:.3f} | "
-                f"{scores['instances']['predicted']} / {n_true} | {s['mean']:.3f} | {s['median']:.3f} | "
+                f"{scores['instances']['predicted']} / {n_true} | "
+                f"{wrong[name]['split']} / {wrong[name]['background']} | "
+                f"{s['mean']:.3f} | {s['median']:.3f} | "
                 f"{s['worst_tenth']:.3f} ({s['worst_tenth_of_raw']:.3f}) | {s['share_095']:.2f} | {s['lost']} |"
             )
     return lines
