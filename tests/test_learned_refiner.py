@@ -15,7 +15,15 @@ import pytest
 from animeseg.fusion import fuse
 from animeseg.instances import Instances
 from animeseg.refine.base import Candidates
-from animeseg.refine.learned import CHANNELS, SIZE, LearnedRefiner, crop_boxes, crop_inputs, paste_alpha
+from animeseg.refine.learned import (
+    CHANNELS,
+    SIZE,
+    LearnedRefiner,
+    colour_prior,
+    crop_boxes,
+    crop_inputs,
+    paste_alpha,
+)
 
 
 def tiny_network(path: Path, channel: int = 3) -> Path:
@@ -70,6 +78,22 @@ def test_inputs_show_own_and_other_masks(tmp_path):
         assert (own ^ masks[i]).sum() <= 0.03 * masks[i].sum()
         assert (other ^ (masks[1 - i] & region)).sum() <= 0.03 * masks[1 - i].sum()
         assert not (own & other).sum() > 0.01 * masks[i].sum()
+
+
+def test_colour_prior_says_which_colours_the_coarse_mask_holds():
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, :32] = (200, 40, 40)  # the character's red, left half
+    rgb[:, 32:] = (40, 200, 40)  # green background
+    rgb[:8, 40:48] = (200, 40, 40)  # a red part the coarse mask missed (a hat's tip)
+    own = np.zeros((64, 64), np.float32)
+    own[:, :32] = 1.0
+    prior = colour_prior(rgb, own)
+    assert prior.shape == (64, 64) and prior.dtype == np.float32
+    assert prior[:8, 40:48].min() > 0.9 and prior[20:, 40:].max() < 0.1 and prior[:, :32].min() > 0.9
+    assert np.all(colour_prior(rgb, np.zeros((64, 64))) == 0.5)  # nothing inside: no evidence either way
+    image, boxes, masks = scene()
+    crops = crop_boxes(boxes, *image.shape[:2])
+    assert crop_inputs(image, masks, crops, channels=5).shape == (2, 5, SIZE, SIZE)  # networks before the prior
 
 
 def test_one_batched_call_per_image_and_candidates_follow_the_network(tmp_path):

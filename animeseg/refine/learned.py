@@ -1,8 +1,11 @@
 """The learned refiner (``--refine learned``): a small U-Net that redraws each instance's mask as a soft alpha.
 
 For every detected instance it sees a crop around the box (:data:`PAD` of the box added on each side, resized to
-:data:`SIZE` x :data:`SIZE`) with five channels: RGB, the instance's own coarse mask, and the union of the *other*
-instances' masks in that crop, so an overlap is settled between characters rather than per character. It
+:data:`SIZE` x :data:`SIZE`) with six channels: RGB, the instance's own coarse mask, the union of the *other*
+instances' masks in that crop, so an overlap is settled between characters rather than per character, and a
+colour prior (:func:`colour_prior`: how much more often each pixel's colour occurs inside the coarse mask than
+around it, GrabCut's colour models in one channel), so a part the coarse mask missed but drawn in the
+character's colours (a hat's tip, a sleeve) can be taken back. It
 predicts the instance's alpha in the crop (the sprites' exact anti-aliased alpha is what it was trained on);
 the alpha is pasted back at full resolution, and its 0.5 level is the candidate mask that fusion judges.
 
@@ -26,8 +29,10 @@ from animeseg.refine.base import Candidates
 SIZE = 256
 #: Context added around the box on each side, as a fraction of the box's width and height.
 PAD = 0.15
-#: Input channels: RGB, own coarse mask, the other instances' masks.
-CHANNELS = 5
+#: Input channels: RGB, own coarse mask, the other instances' masks, the colour prior.
+CHANNELS = 6
+#: Levels per RGB channel of the colour prior's histograms (16 ** 3 colour bins).
+LEVELS = 16
 #: ImageNet-style normalisation of the RGB channels (the masks stay 0/1).
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
@@ -54,26 +59,52 @@ def resize_to(crop: np.ndarray, size: int = SIZE) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+def colour_prior(rgb: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """P(inside | colour) of each pixel of a crop: ``rgb`` (S, S, 3) uint8, ``own`` (S, S) the coarse mask (> 0.5
+    inside) -> (S, S) float32 in [0, 1]; colours are binned :data:`LEVELS` per channel, the two histograms
+    normalised by their pixel counts and smoothed by one count per bin. 0.5 everywhere when either side is
+    empty."""
+    inside = np.asarray(own) > 0.5
+    n_in = int(inside.sum())
+    if n_in == 0 or n_in == inside.size:
+        return np.full(inside.shape, 0.5, np.float32)
+    q = (rgb.astype(np.uint16) * LEVELS) >> 8
+    bins = ((q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]).ravel()
+    flat = inside.ravel()
+    fg = np.bincount(bins[flat], minlength=LEVELS**3).astype(np.float32) + 1.0
+    bg = np.bincount(bins[~flat], minlength=LEVELS**3).astype(np.float32) + 1.0
+    fg /= n_in + LEVELS**3
+    bg /= inside.size - n_in + LEVELS**3
+    return (fg / (fg + bg))[bins].reshape(inside.shape).astype(np.float32)
+
+
 def crop_inputs(
-    image: np.ndarray, masks: np.ndarray, crops: np.ndarray, others: np.ndarray | None = None, size: int = SIZE
+    image: np.ndarray,
+    masks: np.ndarray,
+    crops: np.ndarray,
+    others: np.ndarray | None = None,
+    size: int = SIZE,
+    channels: int = CHANNELS,
 ) -> np.ndarray:
-    """The network's input for each instance: (N, 5, size, size) float32.
+    """The network's input for each instance: (N, channels, size, size) float32.
 
     ``image`` RGB (H, W, 3) uint8, ``masks`` (N, H, W) bool (each instance's coarse mask), ``crops`` (N, 4) from
     :func:`crop_boxes`. ``others`` (N, H, W) bool replaces the default "union of the other masks" (training
-    builds its own).
+    builds its own). ``channels`` 5 leaves out the colour prior (networks trained before it).
     """
     n = len(masks)
-    out = np.empty((n, CHANNELS, size, size), np.float32)
+    out = np.empty((n, channels, size, size), np.float32)
     stacked = np.asarray(masks, np.uint8)
     union = stacked.sum(0, dtype=np.uint16) if others is None and n else None
     for i, (x1, y1, x2, y2) in enumerate(crops):
-        rgb = resize_to(image[y1:y2, x1:x2], size).astype(np.float32)
-        out[i, :3] = ((rgb - MEAN) / STD).transpose(2, 0, 1)
+        rgb = resize_to(image[y1:y2, x1:x2], size)
+        out[i, :3] = ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
         own = stacked[i, y1:y2, x1:x2]
         rest = others[i, y1:y2, x1:x2] if union is None else union[y1:y2, x1:x2] > own
         out[i, 3] = resize_to(own.astype(np.float32), size)
         out[i, 4] = resize_to(rest.astype(np.float32), size)
+        if channels > 5:
+            out[i, 5] = colour_prior(rgb, out[i, 3])
     return out
 
 
@@ -114,6 +145,9 @@ class LearnedRefiner:
         from animeseg.runtime.session import create_session
 
         self.session = create_session(self.path, backend=backend, precision=precision)
+        width = self.session.inputs[0].shape[1] if len(self.session.inputs[0].shape) == 4 else None
+        #: input channels the network takes (5: a network from before the colour prior)
+        self.channels = width if isinstance(width, int) else CHANNELS
         self.calls = 0
 
     @classmethod
@@ -128,7 +162,7 @@ class LearnedRefiner:
         return cls()
 
     def predict_alpha(self, inputs: np.ndarray) -> np.ndarray:
-        """(N, 5, S, S) float32 inputs -> (N, S, S) float32 alphas in [0, 1]."""
+        """(N, 6, S, S) float32 inputs -> (N, S, S) float32 alphas in [0, 1]."""
         self.calls += 1
         (logits,) = self.session.run({"input": np.ascontiguousarray(inputs, np.float32)})[:1]
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float32).reshape(len(inputs), *inputs.shape[2:])))
@@ -139,7 +173,7 @@ class LearnedRefiner:
         if n == 0:
             return Candidates(np.zeros((0, 1, h, w), bool), np.zeros((0, 1), np.float32))
         crops = crop_boxes(boxes, h, w)
-        alphas = self.predict_alpha(crop_inputs(image, np.asarray(masks, bool), crops))
+        alphas = self.predict_alpha(crop_inputs(image, np.asarray(masks, bool), crops, channels=self.channels))
         full = np.stack([paste_alpha(a, c, h, w) for a, c in zip(alphas, crops, strict=True)])
         confidence = np.abs(alphas - 0.5).mean(axis=(1, 2)) * 2.0
         return Candidates(full[:, None] >= 128, confidence[:, None].astype(np.float32), alphas=full[:, None])

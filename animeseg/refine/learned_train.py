@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from animeseg._lazy import cv2
-from animeseg.refine.learned import CHANNELS, MEAN, SIZE, STD
+from animeseg.refine.learned import CHANNELS, MEAN, SIZE, STD, colour_prior
 from animeseg.refine.learned_data import ALPHA, OTHERS, OWN, RGB, TRUE_OTHERS
 
 # ----------------------------------------------------------------------------------------------- made-up errors
@@ -158,7 +158,7 @@ def restyle(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def training_pair(
     sample: np.ndarray, kind: int, rng: np.random.Generator, style: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One stored sample -> (input (5, S, S) float32, target alpha (S, S) float32)."""
+    """One stored sample -> (input (6, S, S) float32, target alpha (S, S) float32)."""
     rgb = np.ascontiguousarray(sample[RGB].transpose(1, 2, 0))
     alpha = sample[ALPHA]
     true_others = sample[TRUE_OTHERS] >= 128
@@ -173,6 +173,7 @@ def training_pair(
     x = np.empty((CHANNELS, SIZE, SIZE), np.float32)
     x[:3] = ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
     x[3], x[4] = own, others
+    x[5] = colour_prior(rgb, own)
     y = alpha.astype(np.float32) / 255.0
     if rng.random() < 0.5:
         x, y = x[:, :, ::-1], y[:, ::-1]
