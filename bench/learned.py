@@ -1,6 +1,6 @@
 """The learned refiner on held-out art: accuracy per instance and mask AP, cut-out alpha, whole-run cost.
 
-    PYTHONPATH=. python bench/learned.py accuracy runs/recipe/heldout [--refiner a.onnx ...]
+    PYTHONPATH=. python bench/learned.py accuracy runs/recipe/heldout [--refiner a.onnx ...] [--iou 0.5]
     PYTHONPATH=. python bench/learned.py alpha                   # edge-band alpha error vs PyMatting, time
     PYTHONPATH=. python bench/learned.py cost                    # whole `animeseg predict` runs, default vs none
 
@@ -39,6 +39,7 @@ from animeseg.evaluate import evaluate, load_ground_truth  # noqa: E402
 from animeseg.io import read_image  # noqa: E402
 from animeseg.predict import Segmenter  # noqa: E402
 from animeseg.refine.learned import LearnedRefiner  # noqa: E402
+from animeseg.settings import model_defaults  # noqa: E402
 from animeseg.weights import model_settings, packaged_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -120,10 +121,13 @@ def summary(ious: list[float], raw: list[float]) -> dict[str, float]:
     }
 
 
-def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> list[str]:
+def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool, iou: float | None = None) -> list[str]:
     model = packaged_model()
-    settings = model_settings(model)
-    seg = Segmenter(model, None, imgsz=settings["imgsz"], conf=settings["conf"], device="cpu")  # raw detections
+    d = model_defaults(model).detect
+    settings = {"imgsz": d.imgsz, "conf": d.conf, "iou": d.iou if iou is None else iou}
+    seg = Segmenter(  # raw detections
+        model, None, imgsz=settings["imgsz"], conf=settings["conf"], iou=settings["iou"], device="cpu"
+    )
     refiners: dict[str, object] = {f.stem: LearnedRefiner(f) for f in refiner_files}
     if grabcut:
         from animeseg.refine import build_refiner
@@ -133,7 +137,7 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> l
     n_true = len(inst["raw"])
     lines = [
         f"Held-out `{heldout}`: {n_true} instances; packaged model at imgsz {settings['imgsz']}, conf "
-        f"{settings['conf']}; {platform.node()}, {time.strftime('%Y-%m-%d')}",
+        f"{settings['conf']}, NMS IoU {settings['iou']}; {platform.node()}, {time.strftime('%Y-%m-%d')}",
         "",
         "| refiner | mask AP | AP50 | predicted / true | split / background | mean IoU | median | worst tenth (of raw) "
         "| IoU >= 0.95 | lost |",
@@ -148,6 +152,7 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool) -> l
                 split="train",
                 imgsz=settings["imgsz"],
                 conf=settings["conf"],
+                iou=settings["iou"],
                 threshold=settings["conf"],
                 device="cpu",
                 refiner=ref,
@@ -264,6 +269,7 @@ def main() -> None:
     a.add_argument("heldout", type=Path)
     a.add_argument("--refiner", type=Path, nargs="*", default=None)
     a.add_argument("--grabcut", action="store_true")
+    a.add_argument("--iou", type=float, help="NMS IoU of the detector (default: the packaged model's own)")
     al = sub.add_parser("alpha")
     al.add_argument("--count", type=int, default=20)
     al.add_argument("--seed", type=int, default=3)
@@ -275,7 +281,7 @@ def main() -> None:
         raise SystemExit(f"needs ../shared (open-sprites): {OPEN} is missing")
     if args.section == "accuracy":
         files = args.refiner if args.refiner else [LearnedRefiner().path]
-        print("\n".join(bench_accuracy(args.heldout, files, args.grabcut)))
+        print("\n".join(bench_accuracy(args.heldout, files, args.grabcut, args.iou)))
     elif args.section == "alpha":
         print("\n".join(bench_alpha(args.count, args.seed)))
     else:

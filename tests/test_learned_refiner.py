@@ -217,6 +217,16 @@ def test_training_pieces_make_a_network_the_refiner_runs(tmp_path):
     cands = LearnedRefiner(onnx_file).candidates(image, boxes, masks)
     assert cands.masks.shape == (2, 1, *image.shape[:2])
 
+    # the half-resolution network: a second stage keeps the first one's architecture, and the export follows it
+    half = fit([data], tmp_path / "half1", steps=1, batch=2, stem=2, log=lambda m: None)
+    half = fit([data], tmp_path / "half2", steps=1, batch=2, init=half, log=lambda m: None)
+    import torch
+
+    state = torch.load(half, map_location="cpu")
+    assert state["stem"] == 2 and any(k.startswith("full.") for k in state["state_dict"])
+    cands = LearnedRefiner(export(half, tmp_path / "half.onnx")).candidates(image, boxes, masks)
+    assert cands.masks.shape == (2, 1, *image.shape[:2]) and cands.alphas is not None
+
 
 def test_packaged_model_refines_with_the_learned_refiner_by_default(tmp_path):
     """The default switch: predict without --refine uses the packaged network; --refine none turns it off."""

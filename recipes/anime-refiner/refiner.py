@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--threads", type=int, default=2)
     f.add_argument("--lr", type=float, default=3e-3)
     f.add_argument("--init", type=Path, default=None, help="continue from this refiner.pt")
+    f.add_argument("--stem", type=int, default=1, help="2: the U-Net at half resolution (about 1/3 of the cost)")
     e = sub.add_parser("export", help="checkpoint -> ONNX")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("onnx", type=Path)
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 threads=args.threads,
                 lr=args.lr,
                 init=args.init,
+                stem=args.stem,
                 log=lambda m: print(m, flush=True),
             )
         )

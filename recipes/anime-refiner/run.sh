@@ -10,13 +10,13 @@
 # snowyyang-godot-vn: the refiner's validation artist); the packaged detector's own masks on them, cropped
 # around each detection and each character (learned_data.py); 2 x 1,000 batches of 16 crops with made-up mask
 # errors and style changes (learned_train.py); ONNX export; the held-out check (bench/learned.py).
-# About 100 minutes on a 2-core CPU with THREADS=1 (what the shipped network used; the thread count changes the
+# About 50 minutes on a 2-core CPU with THREADS=2 (what the shipped network used; the thread count changes the
 # arithmetic's order, so keep it to reproduce the shipped weights); needs the [train] extra (PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${1:-../shared}
 OUT=${2:-runs/refiner}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
 STEPS=${STEPS:-1000}
 HERE=recipes/anime-refiner
 mkdir -p "$OUT"
