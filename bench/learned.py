@@ -128,7 +128,10 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool, iou:
     seg = Segmenter(  # raw detections
         model, None, imgsz=settings["imgsz"], conf=settings["conf"], iou=settings["iou"], device="cpu"
     )
-    refiners: dict[str, object] = {f.stem: LearnedRefiner(f) for f in refiner_files}
+    # rows are named by file; files of the same name (two runs' anime-refiner.onnx) by folder and file
+    stems = [f.stem for f in refiner_files]
+    names = [f"{f.parent.name}/{f.stem}" if stems.count(f.stem) > 1 else f.stem for f in refiner_files]
+    refiners: dict[str, object] = {n: LearnedRefiner(f) for n, f in zip(names, refiner_files, strict=True)}
     if grabcut:
         from animeseg.refine import build_refiner
 

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("out", type=Path)
     s.add_argument("--model", type=Path, default=None, help="detector (default: the packaged model)")
     s.add_argument("--conf", type=float, default=0.25)
+    # pinned, not the model's default: the shipped network's crops were made at 0.7, before the default became 0.5
+    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU of the detector")
     s.add_argument("--seed", type=int, default=0)
     f = sub.add_parser("fit", help="train the network")
     f.add_argument("samples", type=Path, nargs="+")
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         from animeseg.refine.learned_data import build_samples
         from animeseg.weights import packaged_model
 
-        seg = Segmenter(args.model or packaged_model(), None, conf=args.conf, device="cpu")  # detect() alone
+        # detect() alone, no refiner
+        seg = Segmenter(args.model or packaged_model(), None, conf=args.conf, iou=args.iou, device="cpu")
         counts = build_samples(
             args.dataset,
             seg.detect,
