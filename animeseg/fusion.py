@@ -125,7 +125,7 @@ def settle_overlaps(masks: np.ndarray, yolo: np.ndarray, scores: np.ndarray) -> 
     lost = np.zeros(n, np.int64)
     if n < 2:
         return masks, lost
-    contested = masks.sum(0) > 1
+    contested = masks.sum(0, dtype=np.uint8 if n < 256 else np.int64) > 1
     if not contested.any():
         return masks, lost
     ys, xs = np.nonzero(contested)
@@ -198,7 +198,7 @@ def fuse(instances: Instances, candidates: Candidates, method: str, **thresholds
     if candidates.alphas is not None:
         # an accepted candidate brings its soft alpha; the others keep their binary mask as alpha; pixels lost in
         # an overlap lose their alpha too
-        alphas = np.where(final, 255, 0).astype(np.uint8)
+        alphas = final.astype(np.uint8) * np.uint8(255)
         for i, rec in enumerate(records):
             if rec["refined"]:
                 alphas[i] = np.where(picked[i] & ~final[i], 0, candidates.alphas[i, rec["candidate"]])

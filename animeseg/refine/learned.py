@@ -92,15 +92,15 @@ def crop_inputs(
     :func:`crop_boxes`. ``others`` (N, H, W) bool replaces the default "union of the other masks" (training
     builds its own). ``channels`` 5 leaves out the colour prior (networks trained before it).
     """
+    masks = np.asarray(masks, bool)
     n = len(masks)
     out = np.empty((n, channels, size, size), np.float32)
-    stacked = np.asarray(masks, np.uint8)
-    union = stacked.sum(0, dtype=np.uint16) if others is None and n else None
     for i, (x1, y1, x2, y2) in enumerate(crops):
         rgb = resize_to(image[y1:y2, x1:x2], size)
         out[i, :3] = ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
-        own = stacked[i, y1:y2, x1:x2]
-        rest = others[i, y1:y2, x1:x2] if union is None else union[y1:y2, x1:x2] > own
+        own = masks[i, y1:y2, x1:x2]
+        # only the crop of each mask is read: whole-image unions cost more than the network for a large frame
+        rest = others[i, y1:y2, x1:x2] if others is not None else masks[np.arange(n) != i, y1:y2, x1:x2].any(0)
         out[i, 3] = resize_to(own.astype(np.float32), size)
         out[i, 4] = resize_to(rest.astype(np.float32), size)
         if channels > 5:
