@@ -243,12 +243,13 @@ def packaged_model(form: str = "onnx") -> Path:
 
 
 def model_settings(model: str | Path) -> dict[str, float]:
-    """Default ``imgsz`` and ``conf`` for ``model``, from its sidecar (:func:`animeseg.settings.model_defaults`):
-    the packaged model's were chosen by measurement on held-out art (docs/model.md); others keep Ultralytics'."""
+    """Default ``imgsz``, ``conf`` and NMS ``iou`` for ``model``, from its sidecar
+    (:func:`animeseg.settings.model_defaults`): the packaged model's were chosen by measurement on held-out art
+    (docs/model.md); others keep Ultralytics'."""
     from animeseg.settings import model_defaults
 
     detect = model_defaults(model).detect
-    return {"imgsz": detect.imgsz, "conf": detect.conf}
+    return {"imgsz": detect.imgsz, "conf": detect.conf, "iou": detect.iou}
 
 
 def example_image() -> Path:

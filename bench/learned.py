@@ -39,7 +39,6 @@ from animeseg.evaluate import evaluate, load_ground_truth  # noqa: E402
 from animeseg.io import read_image  # noqa: E402
 from animeseg.predict import Segmenter  # noqa: E402
 from animeseg.refine.learned import LearnedRefiner  # noqa: E402
-from animeseg.settings import model_defaults  # noqa: E402
 from animeseg.weights import model_settings, packaged_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -123,11 +122,10 @@ def summary(ious: list[float], raw: list[float]) -> dict[str, float]:
 
 def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool, iou: float | None = None) -> list[str]:
     model = packaged_model()
-    d = model_defaults(model).detect
-    settings = {"imgsz": d.imgsz, "conf": d.conf, "iou": d.iou if iou is None else iou}
-    seg = Segmenter(  # raw detections
-        model, None, imgsz=settings["imgsz"], conf=settings["conf"], iou=settings["iou"], device="cpu"
-    )
+    settings = model_settings(model)
+    if iou is not None:
+        settings["iou"] = iou
+    seg = Segmenter(model, None, **settings, device="cpu")  # raw detections
     # rows are named by file; files of the same name (two runs' anime-refiner.onnx) by folder and file
     stems = [f.stem for f in refiner_files]
     names = [f"{f.parent.name}/{f.stem}" if stems.count(f.stem) > 1 else f.stem for f in refiner_files]

@@ -269,11 +269,11 @@ def fit(
     data = [np.load(Path(s) / "samples.npy", mmap_mode="r") for s in samples]
     kinds = [np.load(Path(s) / "kinds.npy") for s in samples]
     index = [(d, i) for d, k in enumerate(kinds) for i in range(len(k))]
-    if init is not None:
-        start_from = torch.load(init, map_location="cpu")
+    start_from = torch.load(init, map_location="cpu") if init is not None else None
+    if start_from is not None:
         stem = int(start_from.get("stem", 1))  # a second stage keeps the first one's architecture
     net = build_net(stem=stem)
-    if init is not None:
+    if start_from is not None:
         net.load_state_dict(start_from["state_dict"])
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
