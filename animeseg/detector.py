@@ -6,10 +6,13 @@ on Ultralytics, :class:`YoloDetector`; ONNX exports on animeseg's own runtime wi
 :class:`animeseg.runtime.yolo.YoloOnnxDetector`, which gives the same instances) and torchvision's Mask R-CNN
 (:mod:`animeseg.maskrcnn`: its checkpoints and ONNX exports), the architecture read from the file.
 
-Letterbox: the detector always sees the image letterboxed to a square ``imgsz`` x ``imgsz`` input, whatever the
-backend. Ultralytics would give a ``.pt`` model the smallest stride-aligned rectangle instead and a static ONNX
-export the square, so a checkpoint and its export would disagree on every non-square image (per-instance mask
-IoU down to 0.98 on real weights); with one letterbox they agree to rounding.
+Letterbox: the image is scaled so its long side is ``imgsz``, then padded to the smallest rectangle of stride
+multiples (``rect``, the default: a 1280x720 frame becomes a 640x384 input, 40% less work than the 640 square
+and the same instances, docs/model.md) where the model takes any input size (``.pt`` checkpoints, dynamic ONNX
+exports, which ``animeseg export onnx`` writes by default), or to the ``imgsz`` square (``rect=False``, and
+always for a static export, whose input size is fixed). Every backend follows the same rule, so a checkpoint and
+its dynamic export agree to rounding on images of any shape; a static export agrees with its checkpoint run with
+``rect=False``.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class YoloDetector:
             "iou": settings.iou,
             "max_det": settings.max_det,
             "classes": list(settings.classes) if settings.classes is not None else None,
-            "rect": False,  # one square letterbox for every backend (see the module doc)
+            "rect": settings.rect,  # the letterbox rule of every backend (see the module doc)
             # masks straight at the original image size, from the prototypes (not a resize of letterbox masks)
             "retina_masks": True,
             "verbose": False,

@@ -26,7 +26,11 @@ class DetectSettings:
     """What a detector needs to turn an image into instances.
 
     Attributes:
-        imgsz: square letterbox side the detector sees, in pixels.
+        imgsz: the letterbox's side, in pixels: the image is scaled so its long side fits ``imgsz``.
+        rect: letterbox to the smallest rectangle of stride multiples that holds the scaled image (Ultralytics'
+            own inference for checkpoints: a 1280x720 frame becomes 640x384, 40% less work than the 640x640
+            square at the same scale), for models that take any input size (``.pt`` checkpoints, dynamic ONNX
+            exports); False: the ``imgsz`` square. A static ONNX export always sees its fixed size.
         conf: lowest detection score kept, in [0, 1].
         iou: IoU above which non-maximum suppression merges boxes.
         max_det: most instances kept per image.
@@ -39,6 +43,7 @@ class DetectSettings:
     """
 
     imgsz: int = 640
+    rect: bool = True
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300

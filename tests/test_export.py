@@ -242,7 +242,15 @@ def test_detector_export_keeps_metadata_and_explicit_size(yolo_onnx):
     assert meta["task"] == "segment" and meta["stride"] == "32"
     assert meta["imgsz"] == "[160, 160]"  # what was asked for, not the checkpoint's training size
     assert "'class0'" in meta["names"]
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], *dims[2:]))  # dynamic by default
+
+
+def test_static_detector_export(yolo_checkpoint, tmp_path):
+    import onnx
+
+    static = export_detector(yolo_checkpoint, imgsz=160, dynamic=False, out=tmp_path)
+    dims = [d.dim_value for d in onnx.load(str(static)).graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 160, 160]
 
 
@@ -273,8 +281,8 @@ def _same_predictions(a: dict, b: dict) -> tuple[float, float, int]:
 
 
 def test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio(yolo_checkpoint, yolo_onnx, tmp_path):
-    """One letterbox for every backend: a static export is square, so the checkpoint must see the same square
-    input (Ultralytics would give it a tighter rectangle, and masks and scores would drift apart)."""
+    """One letterbox rule for every backend: the checkpoint and its (default, dynamic) export both see the smallest
+    rectangle of stride multiples around each image, so masks and scores agree whatever the aspect ratio."""
     from animeseg.io import write_image
 
     folder = tmp_path / "in"
@@ -290,6 +298,28 @@ def test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio(yol
     worst_iou, worst_score, n = _same_predictions(*docs)
     assert n >= 4, "the perturbed model finds something on these images"
     assert worst_iou >= 0.99 and worst_score <= 1e-3, (worst_iou, worst_score)
+
+
+def test_static_export_sees_the_square_the_checkpoint_sees_with_rect_off(yolo_checkpoint, tmp_path):
+    """A static export's input is the fixed square; the checkpoint with ``rect=False`` gives the same instances."""
+    from animeseg.detector import YoloDetector
+    from animeseg.runtime.yolo import YoloOnnxDetector
+    from animeseg.settings import DetectSettings
+
+    static = export_detector(yolo_checkpoint, imgsz=160, dynamic=False, out=tmp_path)
+    settings = DetectSettings(imgsz=160, conf=0.05, max_det=8, rect=False)
+    pt, onnx_run = YoloDetector(yolo_checkpoint, settings), YoloOnnxDetector(static, settings, runtime="onnxruntime")
+    assert not onnx_run.dynamic
+    n = 0
+    for i, (h, w) in enumerate([(96, 200), (200, 96), (120, 310)]):
+        image = _image(h, w, seed=i)
+        theirs, ours = pt.detect(image), onnx_run.detect(image)
+        assert len(ours) == len(theirs)
+        np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-3)
+        for a, b in zip(ours.masks, theirs.masks, strict=True):
+            assert (a & b).sum() / max((a | b).sum(), 1) >= 0.99
+        n += len(ours)
+    assert n >= 3, "the perturbed model finds something on these images"
 
 
 def test_detector_runs_in_ultralytics(yolo_onnx):
@@ -456,8 +486,8 @@ def test_predict_all_onnx_matches_all_pytorch(sam_checkpoint, sam_folder, tmp_pa
     """Detector and SAM both exported: `animeseg predict` on ONNX Runtime gives the PyTorch run's instances.
 
     The detector is the random YOLOv8n-seg of ``_tiny_yolo``, which detects garbage but deterministic boxes,
-    exported with --dynamic (the static export is checked by
-    ``test_checkpoint_and_export_give_the_same_predictions_at_any_aspect_ratio``).
+    exported with dynamic axes (the default; the static export is checked by
+    ``test_static_export_sees_the_square_the_checkpoint_sees_with_rect_off``).
     """
     from animeseg.io import write_image
 

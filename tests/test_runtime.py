@@ -124,6 +124,12 @@ def test_letterbox_is_ultralytics_letterbox(shape):
     theirs = LetterBox((640, 640), auto=False)(image=image)
     np.testing.assert_array_equal(ours, theirs)
     assert box == Letterbox.fit(shape, (640, 640))
+    # rect: the smallest rectangle of stride multiples (Ultralytics' auto letterbox), at the square's scale
+    ours, box = letterbox(image, (640, 640), stride=32)
+    theirs = LetterBox((640, 640), auto=True, stride=32)(image=image)
+    np.testing.assert_array_equal(ours, theirs)
+    assert box.size[0] % 32 == 0 and box.size[1] % 32 == 0 and max(box.size) == 640
+    assert box.new == Letterbox.fit(shape, (640, 640)).new
 
 
 def test_nms_is_torchvision_nms():
@@ -195,6 +201,11 @@ def test_detect_settings_and_errors(tmp_path):
     assert len(low) >= len(high) > 0
     assert (np.diff(low.scores) <= 0).all() and low.masks.shape[1:] == image.shape[:2]
     assert len(detector.detect(image, DetectSettings(conf=0.1, classes=(5,)))) == 0
+    # the packaged export is dynamic: a 960x540 image gets the 640x384 rectangle, or the square without rect
+    assert detector.dynamic and detector.infer(image)[1].size == (384, 640)
+    square = detector.detect(image, DetectSettings(rect=False))
+    assert detector.infer(image, DetectSettings(rect=False))[1].size == (640, 640)
+    assert len(square) == len(high) and np.abs(square.scores - high.scores).max() < 0.05
     with pytest.raises(ValueError, match="RGB"):
         detector.detect(image[..., 0])
     with pytest.raises(AnimesegError, match="CPU"):

@@ -36,7 +36,12 @@ def onnx_command(
         "Mask R-CNN: the long side inside the graph, default its training size).",
         show_default=False,
     ),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Detector with dynamic batch and image size."),
+    dynamic: bool = typer.Option(
+        True,
+        "--dynamic/--static",
+        help="Detector with dynamic batch and image size: each image gets the smallest rectangle of stride "
+        "multiples around it, as the checkpoint does (--static: a fixed --imgsz square).",
+    ),
     half: bool = typer.Option(False, "--half", help="Detector in FP16 (SAM stays FP32: FP16 is slower on CPUs)."),
     int8: bool = typer.Option(
         False,
@@ -98,10 +103,8 @@ def onnx_command(
     from animeseg.maskrcnn.model import architecture
 
     maskrcnn = model is not None and architecture(model) == "maskrcnn"
-    if maskrcnn and (dynamic or half or int8):
-        raise AnimesegError(
-            f"{model}: a Mask R-CNN export is fp32 with dynamic image size; drop --dynamic/--half/--int8"
-        )
+    if maskrcnn and (not dynamic or half or int8):
+        raise AnimesegError(f"{model}: Mask R-CNN exports are fp32, any image size; drop --static/--half/--int8")
     with progress() as bar:
         task = bar.add_task("exporting", total=steps)
         if maskrcnn:

@@ -38,7 +38,7 @@ def detector_path(model: str | Path, out: str | Path, half: bool = False, int8: 
 def export_detector(
     model: str | Path,
     imgsz: int = 640,
-    dynamic: bool = False,
+    dynamic: bool = True,
     half: bool = False,
     int8: bool = False,
     out: str | Path = "exports",
@@ -50,7 +50,9 @@ def export_detector(
     Args:
         model: a local Ultralytics ``.pt`` checkpoint.
         imgsz: the input size, always passed explicitly (the exporter would use the training size otherwise).
-        dynamic: dynamic batch and image size axes.
+        dynamic: dynamic batch and image size axes (the default): the runtime then gives each image the smallest
+            rectangle of stride multiples, as it gives the checkpoint (``rect``); False fixes the input at the
+            ``imgsz`` square.
         half: FP16 weights (Ultralytics' conversion; inputs and outputs stay float32).
         int8: static int8 quantisation (:func:`quantize_detector`) calibrated on ``calibration``.
         out: a folder (the file is ``<stem>.onnx``, ``<stem>.fp16.onnx`` or ``<stem>.int8.onnx``) or an .onnx path.
@@ -98,7 +100,7 @@ def export_detector(
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
-    """(1, 3, size, size) float32 in [0, 1]: the square letterbox every backend gets (animeseg.runtime.yolo)."""
+    """(1, 3, size, size) float32 in [0, 1]: the ``size`` square letterbox, an input every export takes."""
     return to_input(_letterbox(image, (size, size))[0])
 
 

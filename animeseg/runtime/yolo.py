@@ -1,11 +1,12 @@
 """Ultralytics YOLO-seg ONNX exports, run natively: letterbox, inference, box decoding, NMS and full-resolution
 masks in numpy/OpenCV on a :mod:`animeseg.runtime.session` backend, without torch or Ultralytics.
 
-Each step reproduces Ultralytics' predictor (``retina_masks=True``, the square letterbox of
-:mod:`animeseg.detector`), so the same ONNX file gives the same instances either way (``tests/test_runtime.py``:
-boxes within 1 px, scores within 1e-3, mask IoU >= 0.99 per instance):
+Each step reproduces Ultralytics' predictor (``retina_masks=True``, the letterbox of :mod:`animeseg.detector`),
+so the same ONNX file gives the same instances either way (``tests/test_runtime.py``: boxes within 1 px, scores
+within 1e-3, mask IoU >= 0.99 per instance):
 
-* letterbox: resize with OpenCV's bilinear filter to fit ``imgsz`` x ``imgsz``, pad with grey 114, centred;
+* letterbox: resize with OpenCV's bilinear filter to fit ``imgsz`` x ``imgsz``, pad with grey 114, centred, to
+  that square or (``rect``, dynamic exports) only to the next multiple of the stride on each side;
 * decoding: the best class of each anchor, kept above ``conf``; class-aware greedy NMS (boxes offset by class,
   as Ultralytics does), at most ``max_det`` instances, in descending score order;
 * boxes: mapped back through the letterbox and clipped to the image;
@@ -52,17 +53,22 @@ class Letterbox:
     left: int
 
     @classmethod
-    def fit(cls, image: tuple[int, int], size: tuple[int, int]) -> Letterbox:
-        """Ultralytics' ``LetterBox(auto=False, center=True, scaleup=True)`` geometry."""
+    def fit(cls, image: tuple[int, int], size: tuple[int, int], stride: int = 0) -> Letterbox:
+        """Ultralytics' ``LetterBox(center=True, scaleup=True)`` geometry of an (h, w) image in ``size`` (H, W):
+        ``stride`` 0 pads to ``size`` itself (``auto=False``); a stride pads only to the next multiple of it
+        (``auto=True``, the smallest rectangle: the scale is still the one that fits ``size``)."""
         (h, w), (sh, sw) = image, size
         r = min(sh / h, sw / w)
         new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        if stride:
+            sh, sw = new_h + (sh - new_h) % stride, new_w + (sw - new_w) % stride
         return cls((h, w), (sh, sw), (new_h, new_w), round((sh - new_h) / 2 - 0.1), round((sw - new_w) / 2 - 0.1))
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """``image`` (h, w, 3) uint8 resized and padded into (H, W, 3) uint8, and the geometry used."""
-    box = Letterbox.fit(image.shape[:2], size)
+def letterbox(image: np.ndarray, size: tuple[int, int], stride: int = 0) -> tuple[np.ndarray, Letterbox]:
+    """``image`` (h, w, 3) uint8 resized and padded into (H, W, 3) uint8, and the geometry used
+    (:meth:`Letterbox.fit`: ``size`` itself, or with a ``stride`` the smallest rectangle of its multiples)."""
+    box = Letterbox.fit(image.shape[:2], size, stride)
     (new_h, new_w), (sh, sw) = box.new, box.size
     if (new_h, new_w) != image.shape[:2]:
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
@@ -225,7 +231,8 @@ class YoloOnnxDetector:
         session: an already made session of ``model`` to use instead.
 
     A static ONNX input decides the letterbox size, whatever ``imgsz`` says (as Ultralytics does); a dynamic one
-    takes ``imgsz``.
+    takes ``imgsz`` and, with ``rect`` (the default), the smallest rectangle of stride multiples around the scaled
+    image, as Ultralytics gives a dynamic export or a checkpoint.
     """
 
     def __init__(
@@ -260,6 +267,14 @@ class YoloOnnxDetector:
         if not self.names:
             self.names = {i: str(i) for i in range(self.nc)}
         self._input = self.session.inputs[0]
+        #: the network's stride, which a rectangular input's sides are multiples of
+        self.stride = int(meta.get("stride", 32))
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the network takes any input size (then ``imgsz`` and ``rect`` decide it)."""
+        shape = self._input.shape
+        return not (len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int))
 
     @property
     def concurrency(self) -> int:
@@ -267,16 +282,18 @@ class YoloOnnxDetector:
         return self.session.streams
 
     def input_size(self, settings: DetectSettings | None = None) -> tuple[int, int]:
-        """(H, W) of the network input: the model's own when static, else ``imgsz`` square."""
-        shape = self._input.shape
-        if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-            return shape[2], shape[3]
+        """(H, W) the image is scaled to fit: the model's own input when static, else ``imgsz`` square (with
+        ``rect``, the input is then cut down to the smallest rectangle of stride multiples: :meth:`infer`)."""
+        if not self.dynamic:
+            return self._input.shape[2], self._input.shape[3]  # type: ignore[return-value]
         imgsz = (settings or self.settings).imgsz
         return imgsz, imgsz
 
     def infer(self, image: np.ndarray, settings: DetectSettings | None = None) -> tuple[list[np.ndarray], Letterbox]:
         """The raw network outputs for ``image`` and its letterbox (the first half of :meth:`detect`)."""
-        padded, box = letterbox(check_image(image), self.input_size(settings))
+        settings = settings or self.settings
+        stride = self.stride if self.dynamic and settings.rect else 0
+        padded, box = letterbox(check_image(image), self.input_size(settings), stride)
         return self.session.run({self._input.name: to_input(padded)}), box
 
     def detect(self, image: np.ndarray, settings: DetectSettings | None = None) -> Instances:
