@@ -112,6 +112,25 @@ def model_defaults(model: str | Path | None) -> ModelDefaults:
     return ModelDefaults(detect=detect, refine=str(recorded.get("refine", GENERIC.refine)))
 
 
+def carry_defaults(source: str | Path, target: str | Path, about: str, **changes: Any) -> Path | None:
+    """Give ``target`` (a model made from ``source``: an export) the defaults ``source``'s sidecar records, with
+    ``changes`` (``imgsz=800``...) applied; returns the sidecar written, or None when ``source`` records none.
+
+    An exported packaged model thereby predicts as the packaged model does (its conf, NMS IoU and refiner), not
+    with the generic defaults.
+    """
+    from animeseg.io import write_json
+
+    try:
+        recorded = json.loads(sidecar_path(source).read_text(encoding="utf-8")).get("defaults")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    sidecar = {"name": Path(target).stem, "about": about, "defaults": {**recorded, **changes}}
+    return write_json(sidecar_path(target), sidecar, indent=2)
+
+
 def describe_defaults(defaults: ModelDefaults) -> str:
     """One line for people: ``imgsz 640, conf 0.5, iou 0.7, max_det 300, refine none``."""
     d = defaults.detect

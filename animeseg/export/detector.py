@@ -23,6 +23,7 @@ from animeseg.export.common import precision_name
 from animeseg.export.parity import Parity, mask_ious, sample_image
 from animeseg.runtime.yolo import letterbox as _letterbox
 from animeseg.runtime.yolo import to_input
+from animeseg.settings import carry_defaults, sidecar_path
 
 
 def detector_path(model: str | Path, out: str | Path, half: bool = False, int8: bool = False) -> Path:
@@ -61,7 +62,9 @@ def export_detector(
             :func:`calibration_images`, shipped anime art).
 
     The checkpoint is copied into a temporary folder first, because Ultralytics writes its output next to the
-    weights file, which may be read-only or shared; the result is moved into place atomically.
+    weights file, which may be read-only or shared; the result is moved into place atomically. When the checkpoint's
+    sidecar records defaults (the packaged model's do), the export gets a sidecar with them
+    (:func:`animeseg.settings.carry_defaults`), so it predicts with the same settings.
     """
     from animeseg.yolo import load_yolo
 
@@ -96,6 +99,8 @@ def export_detector(
             quantize_detector(written, quantized, calibration or calibration_images(), imgsz)
             written = quantized
         os.replace(written, dst)
+    kind = f"{precision_name(half, int8)}, {'dynamic' if dynamic else 'static'} input, imgsz {imgsz}"
+    carry_defaults(src, dst, f"exported from {src.name} by animeseg export onnx ({kind})", imgsz=imgsz)
     return dst
 
 
@@ -133,6 +138,8 @@ def export_openvino(onnx_path: Path, out: Path | None = None) -> Path:
             raise AnimesegError(f"{onnx_path}: OpenVINO conversion failed ({type(e).__name__}: {e})") from None
         os.replace(staged.with_suffix(".bin"), dst.with_suffix(".bin"))
         os.replace(staged, dst)
+    if sidecar_path(dst) != sidecar_path(onnx_path):  # beside the ONNX file, the IR shares its sidecar
+        carry_defaults(onnx_path, dst, f"converted from {onnx_path.name} by animeseg export openvino")
     return dst
 
 
