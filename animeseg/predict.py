@@ -83,7 +83,7 @@ class Segmenter:
             or a refiner name (``grabcut``...); None or ``"none"`` keeps the detector's masks. Default: the
             refiner the model's defaults name.
         settings: detection settings to start from (default: the model's own, or a given detector's).
-        imgsz, conf, iou, max_det, device, classes, contained: explicit settings (:class:`DetectSettings`), laid
+        imgsz, conf, iou, max_det, device, classes, contained, merge: explicit settings (:class:`DetectSettings`), laid
             over ``settings``; ``classes`` keeps
             only those class ids (ids the model does not have are an error). ``device`` (``cpu``, ``0``,
             ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`; None lets the detector
@@ -107,6 +107,7 @@ class Segmenter:
         device: str | None = None,
         classes: list[int] | tuple[int, ...] | None = None,
         contained: float | None = None,
+        merge: float | None = None,
         detector: Detector | None = None,
         runtime: str | None = None,
     ) -> None:
@@ -126,6 +127,7 @@ class Segmenter:
             "max_det": max_det,
             "classes": classes,
             "contained": contained,
+            "merge": merge,
             "runtime": runtime,
         }
         settings = settings.override(**explicit, device=device)
@@ -157,13 +159,15 @@ class Segmenter:
         """Raw detector instances of an RGB (H, W, 3) uint8 image; masks (N, H, W) bool at full resolution.
 
         ``settings``: this call's (default :attr:`settings`). Instances come in descending score order; one whose
-        mask lies mostly inside a more confident one's is dropped (:func:`animeseg.suppress.suppress_contained`).
+        mask lies mostly inside a more confident one's is dropped (:func:`animeseg.suppress.suppress_contained`),
+        and a part of a character found as its own instance is merged into it (:func:`animeseg.suppress.merge_parts`).
         No instance: ``Instances.empty``.
         """
-        from animeseg.suppress import suppress_contained
+        from animeseg.suppress import merge_parts, suppress_contained
 
         settings = settings or self.settings
-        return suppress_contained(self.detector.detect(image, settings), settings.contained)
+        found = suppress_contained(self.detector.detect(image, settings), settings.contained)
+        return merge_parts(found, settings.merge)
 
     def refine(self, image: np.ndarray, instances: Instances) -> Instances:
         """Fuse the refiner's candidate masks into ``instances`` (see :func:`animeseg.fusion.fuse`).

@@ -38,6 +38,10 @@ class DetectSettings:
         device: ``cpu``, ``0``, ``cuda:0``...; None lets the detector choose.
         contained: an instance whose mask lies inside a more confident one's by more than this share of its own
             area is dropped as a duplicate part (:func:`animeseg.suppress.suppress_contained`); 1 keeps all.
+        merge: a less confident instance whose box lies inside a more confident one's by at least this share of
+            its own box, with a mask at least half as large that overlaps the other's, is merged into it as a
+            part of the same character (:func:`animeseg.suppress.merge_parts`); 1 or more: never (the generic
+            default; the packaged model's sidecar sets 0.6, measured on held-out art: docs/model.md).
         runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`: ``auto``, ``onnxruntime``,
             ``openvino-bf16``...); like ``device``, chosen when the model is loaded.
     """
@@ -50,6 +54,7 @@ class DetectSettings:
     classes: tuple[int, ...] | None = None
     device: str | None = None
     contained: float = 0.8
+    merge: float = 1.0
     runtime: str = "auto"
 
     def __post_init__(self) -> None:

@@ -163,3 +163,31 @@ def test_contained_duplicates_are_suppressed_others_kept():
     out = suppress_contained(inst, 0.8)
     assert out.scores.tolist() == pytest.approx([0.9, 0.6, 0.5])
     assert suppress_contained(inst, 1.0) is inst and len(suppress_contained(inst[[1, 2]], 0.8)) == 2
+
+
+def test_a_character_split_in_two_is_merged_neighbours_are_not():
+    from animeseg.suppress import merge_parts
+
+    h, w = 60, 100
+    masks = np.zeros((4, h, w), bool)
+    masks[0, 5:55, 5:30] = True  # head, arms and jacket of a character
+    masks[1, 25:58, 12:32] = True  # its torso and legs, found apart (box mostly inside, masks bleed)
+    masks[2, 10:58, 31:56] = True  # a neighbour touching it, box outside
+    masks[3, 20:30, 60:64] = True  # a small thing in front of the neighbour: far smaller, stays apart
+    boxes = np.array([[5, 5, 30, 55], [12, 25, 32, 58], [31, 10, 56, 58], [60, 20, 64, 30]], np.float32)
+    inst = Instances(boxes, [0.8, 0.7, 0.9, 0.6], [0, 0, 0, 0], masks)
+    out = merge_parts(inst, 0.6)
+    assert out.scores.tolist() == pytest.approx([0.8, 0.9, 0.6])
+    assert np.array_equal(out.masks[0], masks[0] | masks[1])
+    assert out.boxes[0].tolist() == [5, 5, 32, 58]
+    assert merge_parts(inst, 1.0) is inst
+    other_class = Instances(boxes, [0.8, 0.7, 0.9, 0.6], [0, 1, 0, 0], masks)
+    assert len(merge_parts(other_class, 0.6)) == 4
+
+
+def test_the_packaged_model_merges_split_parts_by_default():
+    from animeseg.settings import GENERIC, model_defaults
+    from animeseg.weights import packaged_model
+
+    assert GENERIC.detect.merge >= 1  # other models keep every detection apart
+    assert model_defaults(packaged_model()).detect.merge == pytest.approx(0.6)
