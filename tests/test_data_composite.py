@@ -146,3 +146,31 @@ def test_composites_from_renpy_sprites(renpy, tmp_path):
     assert check_composites(tmp_path / "out", renpy / "fg", 0.3) >= 6
     t = manifest["sources"][0]
     assert t["stats"]["foregrounds train"] + t["stats"]["foregrounds val"] == 13
+
+
+def test_distractors_change_pixels_not_labels(tmp_path):
+    src = make_sources(tmp_path / "src", n_fg=4, n_bg=3)
+    plain = write_config(tmp_path, src / "fg", src / "bg", count=6, imgsz=200)
+    build_dataset(plain, out=tmp_path / "plain")
+    cfg = write_config(tmp_path, src / "fg", src / "bg", count=6, imgsz=200, extra="    distractors: [1, 2]\n")
+    build_dataset(cfg, out=tmp_path / "hard")
+    assert check_composites(tmp_path / "hard", src / "fg", 0.3) >= 6
+    records = [json.loads(line) for line in (tmp_path / "hard" / "provenance.jsonl").read_text().splitlines()]
+    plain_records = [json.loads(line) for line in (tmp_path / "plain" / "provenance.jsonl").read_text().splitlines()]
+    assert all(1 <= len(r["distractors"]) <= 2 for r in records)
+    assert not any("distractors" in r for r in plain_records)
+    # drawn after everything else: the same characters in the same places, so the same labels
+    for p in sorted((tmp_path / "plain" / "labels").rglob("*.txt")):
+        assert p.read_bytes() == (tmp_path / "hard" / p.relative_to(tmp_path / "plain")).read_bytes()
+    changed = 0
+    for r in records:
+        image, masks = remake(r, src / "fg", src / "bg")
+        on_disk = read_image(tmp_path / "hard" / r["image"]).astype(int)
+        without, _ = remake({k: v for k, v in r.items() if k != "distractors"}, src / "fg", src / "bg")
+        err, err_without = np.abs(image - on_disk).mean(), np.abs(without - on_disk).mean()
+        assert err < 5 and err <= err_without  # JPEG loss only: the record re-makes its distractors
+        diff = np.abs(image.astype(int) - without).max(axis=2) > 40
+        changed += int(diff.sum() > 100)
+        inside = cv2.erode(masks.any(axis=0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # edges blend
+        assert not (diff & inside).any()  # never over a character
+    assert changed >= len(records) // 2

@@ -75,6 +75,9 @@ SOURCE_FIELDS: dict[str, dict[str, Field]] = {
         "min_visible": Field("float", 0.3, lo=0, hi=1),
         "min_area": Field("int", 64, lo=0),
         "augment": Field("section", {}, fields=AUGMENT),
+        # unlabelled patches of other backgrounds pasted under the characters, per image: hard negatives
+        "distractors": Field("int_range", [0, 0], lo=0, hi=20),
+        "distractor_scale": Field("range", [0.3, 0.9], lo=0.01, hi=3.0),  # patch height / canvas height
     },
     "mask_pairs": {
         "images": Field("folder"),
