@@ -1,6 +1,6 @@
 """The learned refiner on held-out art: accuracy per instance and mask AP, cut-out alpha, whole-run cost.
 
-    PYTHONPATH=. python bench/learned.py accuracy runs/recipe/heldout [--refiner a.onnx ...] [--iou 0.5]
+    PYTHONPATH=. python bench/learned.py accuracy runs/recipe/heldout [--refiner a.onnx ...] [--iou 0.5] [--model m]
     PYTHONPATH=. python bench/learned.py alpha                   # edge-band alpha error vs PyMatting, time
     PYTHONPATH=. python bench/learned.py cost                    # whole `animeseg predict` runs, default vs none
 
@@ -120,8 +120,10 @@ def summary(ious: list[float], raw: list[float]) -> dict[str, float]:
     }
 
 
-def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool, iou: float | None = None) -> list[str]:
-    model = packaged_model()
+def bench_accuracy(
+    heldout: Path, refiner_files: list[Path], grabcut: bool, iou: float | None = None, model: Path | None = None
+) -> list[str]:
+    model = model or packaged_model()
     settings = model_settings(model)
     if iou is not None:
         settings["iou"] = iou
@@ -137,7 +139,7 @@ def bench_accuracy(heldout: Path, refiner_files: list[Path], grabcut: bool, iou:
     inst, wrong = per_instance(seg, refiners, heldout)
     n_true = len(inst["raw"])
     lines = [
-        f"Held-out `{heldout}`: {n_true} instances; packaged model at imgsz {settings['imgsz']}, conf "
+        f"Held-out `{heldout}`: {n_true} instances; `{model.name}` at imgsz {settings['imgsz']}, conf "
         f"{settings['conf']}, NMS IoU {settings['iou']}; {platform.node()}, {time.strftime('%Y-%m-%d')}",
         "",
         "| refiner | mask AP | AP50 | predicted / true | split / background | mean IoU | median | worst tenth (of raw) "
@@ -271,6 +273,7 @@ def main() -> None:
     a.add_argument("--refiner", type=Path, nargs="*", default=None)
     a.add_argument("--grabcut", action="store_true")
     a.add_argument("--iou", type=float, help="NMS IoU of the detector (default: the packaged model's own)")
+    a.add_argument("--model", type=Path, help="the detector (default: the packaged model), with its sidecar's defaults")
     al = sub.add_parser("alpha")
     al.add_argument("--count", type=int, default=20)
     al.add_argument("--seed", type=int, default=3)
@@ -282,7 +285,7 @@ def main() -> None:
         raise SystemExit(f"needs ../shared (open-sprites): {OPEN} is missing")
     if args.section == "accuracy":
         files = args.refiner if args.refiner else [LearnedRefiner().path]
-        print("\n".join(bench_accuracy(args.heldout, files, args.grabcut, args.iou)))
+        print("\n".join(bench_accuracy(args.heldout, files, args.grabcut, args.iou, args.model)))
     elif args.section == "alpha":
         print("\n".join(bench_alpha(args.count, args.seed)))
     else:
