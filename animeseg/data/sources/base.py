@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,24 @@ from animeseg.data.config import DatasetConfig, SourceConfig
 from animeseg.data.example import Example
 
 VAL, TRAIN = "val", "train"
+
+
+class LRUCache(OrderedDict):
+    """A small least-recently-used cache: a source reuses decoded files across examples, memory stays bounded."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key: Any, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
 
 
 @dataclass(frozen=True)

@@ -15,45 +15,37 @@ Characters are dropped *before* drawing when they would end up with less than ``
 visible (cut by the frame or covered by later characters) or fewer than ``min_area`` pixels, so every character
 drawn in an image has a label.
 
-``distractors`` (off unless asked for) paste unlabelled patches cut from other backgrounds, in smooth random
-shapes, under the characters: hard negatives that teach a detector that a cut-out-looking object is not a
-character by its outline alone. They never cover a character, so the masks above are unchanged by them.
+``distractors`` (:mod:`animeseg.data.distractors`, off unless asked for) are pasted under the characters, so
+the masks above are unchanged by them.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from animeseg._lazy import cv2
+from animeseg.data.distractors import draw_distractors, paste_distractors
 from animeseg.data.example import Example, SkipItem
-from animeseg.data.sources.base import VAL, BuildContext, Listing, Source, Task, choose_val, relative, stable_hash
+from animeseg.data.sources.base import (
+    VAL,
+    BuildContext,
+    Listing,
+    LRUCache,
+    Source,
+    Task,
+    choose_val,
+    relative,
+    stable_hash,
+)
 from animeseg.errors import ConfigError, InputError
 from animeseg.io import list_files, read_image, read_rgba
 
 MASK_THRESHOLD = 128
-
-
-class _LRU(OrderedDict):
-    """A small least-recently-used cache: decoded files are reused across composites, memory stays bounded."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_or(self, key: Any, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make()
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
 
 
 class _Foreground:
@@ -218,55 +210,6 @@ def _roi(m: np.ndarray, fg_w: int, fg_h: int, width: int, height: int) -> tuple[
     return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
 
-def distractor_alpha(seed: int, width: int, height: int) -> np.ndarray:
-    """The anti-aliased shape of a distractor patch, (height, width) uint8: an ellipse, a rounded rectangle or a
-    star-shaped polygon, drawn at 4x and area-averaged down; a pure function of ``seed``."""
-    rng = np.random.default_rng(seed)
-    s = 4
-    big_w, big_h = width * s, height * s
-    shape = np.zeros((big_h, big_w), np.uint8)
-    kind = int(rng.integers(3))
-    centre = (big_w // 2, big_h // 2)
-    if kind == 0:
-        cv2.ellipse(shape, centre, (big_w // 2 - 1, big_h // 2 - 1), 0, 0, 360, 255, -1)
-    elif kind == 1:
-        r = max(1, int(rng.uniform(0.05, 0.45) * min(big_w, big_h)))
-        cv2.rectangle(shape, (r, 0), (big_w - 1 - r, big_h - 1), 255, -1)
-        cv2.rectangle(shape, (0, r), (big_w - 1, big_h - 1 - r), 255, -1)
-        for cx, cy in ((r, r), (big_w - 1 - r, r), (r, big_h - 1 - r), (big_w - 1 - r, big_h - 1 - r)):
-            cv2.circle(shape, (cx, cy), r, 255, -1)
-    else:
-        k = int(rng.integers(5, 13))
-        angles = np.sort(rng.uniform(0, 2 * np.pi, k))
-        radii = rng.uniform(0.55, 1.0, k)
-        pts = np.stack(
-            [
-                centre[0] + radii * np.cos(angles) * (big_w / 2 - 1),
-                centre[1] + radii * np.sin(angles) * (big_h / 2 - 1),
-            ],
-            1,
-        )
-        cv2.fillPoly(shape, [np.round(pts).astype(np.int32)], 255)
-    return cv2.resize(shape, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def _paste_distractor(canvas: np.ndarray, source: np.ndarray, d: dict[str, Any]) -> None:
-    """Blend one distractor record ``d`` (cut from ``source``, RGB) into ``canvas`` (H, W, 3) float32 in place."""
-    x0, y0, x1, y1 = d["crop"]
-    pw, ph = d["size"]
-    ax, ay = d["at"]
-    patch = cv2.resize(source[y0:y1, x0:x1], (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32)
-    alpha = distractor_alpha(d["seed"], pw, ph).astype(np.float32)[..., None] / 255.0
-    h, w = canvas.shape[:2]
-    cx0, cy0, cx1, cy1 = max(ax, 0), max(ay, 0), min(ax + pw, w), min(ay + ph, h)
-    if cx0 >= cx1 or cy0 >= cy1:
-        return
-    px0, py0 = cx0 - ax, cy0 - ay
-    a = alpha[py0 : py0 + cy1 - cy0, px0 : px0 + cx1 - cx0]
-    p = patch[py0 : py0 + cy1 - cy0, px0 : px0 + cx1 - cx0]
-    canvas[cy0:cy1, cx0:cx1] = canvas[cy0:cy1, cx0:cx1] * (1.0 - a) + p * a
-
-
 def paint(
     background: np.ndarray,
     record: dict[str, Any],
@@ -287,11 +230,7 @@ def paint(
     if bg.get("flip"):
         canvas = canvas[:, ::-1]
     canvas = canvas.astype(np.float32)
-    patches = record.get("distractors", [])
-    if patches and (distractors is None or len(distractors) != len(patches)):
-        raise ValueError(f"the record has {len(patches)} distractors: pass their background images")
-    for d, source in zip(patches, distractors or [], strict=True):
-        _paste_distractor(canvas, source, d)
+    paste_distractors(canvas, record.get("distractors", []), distractors or [])
     for pm, fg in zip(foregrounds, record["foregrounds"], strict=True):
         m = np.vstack([np.asarray(fg["matrix"], np.float64), [0.0, 0.0, 1.0]])
         pm, m = _shrink_for_warp(pm, m)
@@ -369,8 +308,8 @@ class CompositeSource(Source):
         self.bg_root: Path = self.options["backgrounds"]
         self._pools: dict[str, list[Path]] | None = None
         self._bgs: list[Path] = []
-        self._fg_cache = _LRU(12)
-        self._bg_cache = _LRU(6)
+        self._fg_cache = LRUCache(12)
+        self._bg_cache = LRUCache(6)
 
     def pools(self) -> tuple[dict[str, list[Path]], list[Path]]:
         """Foreground files per split (a character file is in train or val, never both) and background files."""
@@ -409,44 +348,6 @@ class CompositeSource(Source):
 
     def _background(self, path: Path) -> np.ndarray:
         return self._bg_cache.get_or(path, lambda: read_image(path))
-
-    def _distractors(
-        self, rng: np.random.Generator, bgs: list[Path], w: int, h: int, bad: list[tuple[str, str]]
-    ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-        """Draw ``distractors`` patches: records for :func:`paint` and the background images they are cut from."""
-        lo, hi = self.options["distractors"]
-        if hi == 0:
-            return [], []
-        records: list[dict[str, Any]] = []
-        images: list[np.ndarray] = []
-        for _ in range(int(rng.integers(lo, hi + 1))):
-            path = bgs[int(rng.integers(len(bgs)))]
-            height = float(rng.uniform(*self.options["distractor_scale"])) * h
-            aspect = float(np.exp(rng.uniform(np.log(0.25), np.log(1.5))))  # width / height: tall things mostly
-            fx, fy, fw, ax, ay = (float(v) for v in rng.random(5))
-            seed = int(rng.integers(2**31))
-            try:
-                source = self._background(path)
-            except InputError as e:
-                bad.append((str(path), e.problem))
-                continue
-            pw, ph = max(4, round(height * aspect)), max(4, round(height))
-            sh, sw = source.shape[:2]
-            # a region of the source with the patch's aspect, a quarter to all of the source's extent
-            cw = max(2, min(sw, round(sh * aspect * (0.25 + 0.75 * fw))))
-            ch = max(2, min(sh, round(cw / aspect)))
-            x0, y0 = int(fx * (sw - cw)), int(fy * (sh - ch))
-            records.append(
-                {
-                    "file": relative(path, self.bg_root),
-                    "crop": [x0, y0, x0 + cw, y0 + ch],
-                    "size": [pw, ph],
-                    "at": [round(ax * w - pw / 2), round(ay * h - ph / 2)],
-                    "seed": seed,
-                }
-            )
-            images.append(source)
-        return records, images
 
     def load(self, task: Task) -> Example:
         pools, bgs = self.pools()
@@ -529,7 +430,7 @@ class CompositeSource(Source):
         # drawn only when asked for, so configs without it keep their composites byte for byte
         jpeg = int(round(rng.uniform(*aug["jpeg"]))) if aug["jpeg"][0] < 100 else None
         # drawn last and only when asked for, for the same reason
-        patches, patch_images = self._distractors(rng, bgs, w, h, bad)
+        patches, patch_images = draw_distractors(rng, opts, bgs, self.bg_root, (w, h), self._background, bad)
         files_read += len(patches)
 
         # Drop, before drawing, characters that would be mostly hidden or cut off.
