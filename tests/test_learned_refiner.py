@@ -161,7 +161,7 @@ def test_cutout_uses_the_refiners_alpha_snapped_to_the_art():
 
 
 def test_visible_alphas_cover_lower_characters():
-    from animeseg.data.sources.composite import visible_alphas
+    from animeseg.data.painting import visible_alphas
 
     a = np.zeros((10, 10, 4), np.uint8)
     a[..., 3] = 255

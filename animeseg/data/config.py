@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from animeseg.data import backdrops, effects, renderings
 from animeseg.errors import ConfigError
 
 REQUIRED = object()
@@ -78,6 +79,18 @@ SOURCE_FIELDS: dict[str, dict[str, Field]] = {
         # unlabelled patches of other backgrounds pasted under the characters, per image: hard negatives
         "distractors": Field("int_range", [0, 0], lo=0, hi=20),
         "distractor_scale": Field("range", [0.3, 0.9], lo=0.01, hi=3.0),  # patch height / canvas height
+        # looks of real art (animeseg.data.looks), each a share of composites, all off by default
+        "closeup": Field("float", 0.0, lo=0, hi=1),  # one or two characters cut by the frame
+        "closeup_scale": Field("range", [1.3, 4.0], lo=1.0, hi=8.0),  # their height / canvas height
+        "huddle": Field("float", 0.0, lo=0, hi=1),  # the characters pulled together, overlapping heavily
+        "backdrop": Field("float", 0.0, lo=0, hi=1),  # a generated plain backdrop instead of a background file
+        "backdrops": Field("str_list", list(backdrops.KINDS), choices=backdrops.KINDS),
+        "render": Field("float", 0.0, lo=0, hi=1),  # the whole composite rendered as line art, screentone...
+        "renders": Field("str_list", list(renderings.KINDS), choices=renderings.KINDS),
+        "effects": Field("int_range", [0, 0], lo=0, hi=20),  # effects in front of the characters, per image
+        "effect_kinds": Field("str_list", list(effects.KINDS), choices=effects.KINDS),
+        "page": Field("float", 0.0, lo=0, hi=1),  # a comic page of panels, each its own composite
+        "panels": Field("int_range", [2, 5], lo=1, hi=12),
     },
     "mask_pairs": {
         "images": Field("folder"),
@@ -250,6 +263,9 @@ class _Validator:
                 raise self.fail(key, f"expected a non-empty list of names, got {_show(v)}")
             if len(set(v)) != len(v):
                 raise self.fail(key, "names must be unique")
+            unknown = [x for x in v if f.choices and x not in f.choices]
+            if unknown:
+                raise self.fail(key, f"unknown value {_show(unknown[0])} (expected some of: {', '.join(f.choices)})")
             return list(v)
         if kind == "mapping":
             if not isinstance(v, dict):

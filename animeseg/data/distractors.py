@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from animeseg._lazy import cv2
+from animeseg.data.geometry import cover_crop
 from animeseg.data.sources.base import relative
 from animeseg.errors import InputError
 
@@ -108,15 +109,12 @@ def draw_distractors(
             bad.append((str(path), e.problem))
             continue
         pw, ph = max(4, round(height * aspect)), max(4, round(height))
-        sh, sw = source.shape[:2]
         # a region of the source with the patch's aspect, a quarter to all of the source's extent
-        cw = max(2, min(sw, round(sh * aspect * (0.25 + 0.75 * fw))))
-        ch = max(2, min(sh, round(cw / aspect)))
-        x0, y0 = int(fx * (sw - cw)), int(fy * (sh - ch))
+        x0, y0, x1, y1 = cover_crop(source.shape[1], source.shape[0], pw, ph, 1.0 / (0.25 + 0.75 * fw), fx, fy)
         records.append(
             {
                 "file": relative(path, root),
-                "crop": [x0, y0, x0 + cw, y0 + ch],
+                "crop": [x0, y0, x1, y1],
                 "size": [pw, ph],
                 "at": [round(ax * w - pw / 2), round(ay * h - ph / 2)],
                 "seed": seed,

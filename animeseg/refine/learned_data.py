@@ -41,7 +41,7 @@ class Composite:
 
 def composites(dataset: str | Path) -> Iterator[Composite]:
     """The composites of a built dataset with their exact alphas (remade from ``provenance.jsonl``)."""
-    from animeseg.data.sources.composite import visible_alphas
+    from animeseg.data.painting import visible_alphas
 
     root = Path(dataset)
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
