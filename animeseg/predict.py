@@ -83,7 +83,8 @@ class Segmenter:
             or a refiner name (``grabcut``...); None or ``"none"`` keeps the detector's masks. Default: the
             refiner the model's defaults name.
         settings: detection settings to start from (default: the model's own, or a given detector's).
-        imgsz, conf, iou, max_det, device, classes, contained, merge: explicit settings (:class:`DetectSettings`), laid
+        imgsz, conf, iou, max_det, device, classes, contained, merge, zoom_out: explicit settings
+            (:class:`DetectSettings`), laid
             over ``settings``; ``classes`` keeps
             only those class ids (ids the model does not have are an error). ``device`` (``cpu``, ``0``,
             ``cuda:0``...) is normalised by :func:`animeseg.device.resolve_device`; None lets the detector
@@ -108,6 +109,7 @@ class Segmenter:
         classes: list[int] | tuple[int, ...] | None = None,
         contained: float | None = None,
         merge: float | None = None,
+        zoom_out: float | None = None,
         detector: Detector | None = None,
         runtime: str | None = None,
     ) -> None:
@@ -128,6 +130,7 @@ class Segmenter:
             "classes": classes,
             "contained": contained,
             "merge": merge,
+            "zoom_out": zoom_out,
             "runtime": runtime,
         }
         settings = settings.override(**explicit, device=device)
@@ -161,12 +164,19 @@ class Segmenter:
         ``settings``: this call's (default :attr:`settings`). Instances come in descending score order; one whose
         mask lies mostly inside a more confident one's is dropped (:func:`animeseg.suppress.suppress_contained`),
         and a part of a character found as its own instance is merged into it (:func:`animeseg.suppress.merge_parts`).
-        No instance: ``Instances.empty``.
+        Where nothing is found and ``settings.zoom_out`` > 1, a second look at the image zoomed out
+        (:func:`animeseg.zoom.zoomed_out`). No instance: ``Instances.empty``.
         """
         from animeseg.suppress import merge_parts, suppress_contained
 
         settings = settings or self.settings
         found = suppress_contained(self.detector.detect(image, settings), settings.contained)
+        if len(found) == 0 and settings.zoom_out > 1:
+            from animeseg.zoom import zoomed_out
+
+            found = suppress_contained(
+                zoomed_out(self.detector.detect, image, settings, settings.zoom_out), settings.contained
+            )
         return merge_parts(found, settings.merge)
 
     def refine(self, image: np.ndarray, instances: Instances) -> Instances:

@@ -44,6 +44,9 @@ class DetectSettings:
             default; the packaged model's sidecar sets 0.6, measured on held-out art: docs/model.md).
         runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`: ``auto``, ``onnxruntime``,
             ``openvino-bf16``...); like ``device``, chosen when the model is loaded.
+        zoom_out: when the detector finds nothing, look again at the image shrunk this many times in the middle of
+            a flat border (:func:`animeseg.zoom.zoomed_out`: frame-filling characters, portraits); 1: never (the
+            generic default; the packaged model's sidecar sets it, measured on real pictures: docs/model.md).
     """
 
     imgsz: int = 640
@@ -56,6 +59,7 @@ class DetectSettings:
     contained: float = 0.8
     merge: float = 1.0
     runtime: str = "auto"
+    zoom_out: float = 1.0
 
     def __post_init__(self) -> None:
         if self.classes is not None:

@@ -1,6 +1,7 @@
 """The team's real-picture test: the default `animeseg predict` on real pictures, judged per kind of picture.
 
     PYTHONPATH=. python bench/real.py [--model M] [--out runs/real] [--imgsz N] [--refine none] [--conf C]
+                                      [--zoom-out F]
 
 Pictures and labels: ``bench/real_pictures.yaml`` (boxes of the characters a user wants, ``ignore`` boxes for
 animals, crowds and tiny figures; pictures in ``../shared/data/real-pictures``). Each picture is segmented as
@@ -124,12 +125,14 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=None)
     ap.add_argument("--conf", type=float, default=None)
     ap.add_argument("--refine", default=None, help="refiner (default: the model's)")
+    ap.add_argument("--zoom-out", type=float, default=None, help="second look when nothing is found (1: never)")
     args = ap.parse_args()
     spec = yaml.safe_load(Path(args.labels).read_text())
     root = (Path(args.labels).parent / spec["root"]).resolve()
     if not root.is_dir():
         sys.exit(f"{root}: the real pictures are not here (../shared/data/real-pictures)")
-    options = {k: v for k, v in (("imgsz", args.imgsz), ("conf", args.conf)) if v is not None}
+    chosen = (("imgsz", args.imgsz), ("conf", args.conf), ("zoom_out", args.zoom_out))
+    options = {k: v for k, v in chosen if v is not None}
     if args.refine is not None:
         options["refiner"] = None if args.refine == "none" else args.refine
     seg = Segmenter(args.model, **options)
