@@ -91,8 +91,8 @@ def shared_onnx() -> Path:
     return SHARED_ONNX
 
 
-def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr). ``from conftest import run_cli``."""
+def run_cli_output(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """Run ``animeseg ARGS`` in this process; returns (exit code, stdout, stderr)."""
     from animeseg.cli import main
 
     capsys.readouterr()
@@ -101,4 +101,11 @@ def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
         code = 0
     except SystemExit as e:
         code = int(e.code or 0)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr). ``from conftest import run_cli``."""
+    code, _out, err = run_cli_output(capsys, *args)
+    return code, err
