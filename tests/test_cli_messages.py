@@ -152,6 +152,14 @@ def test_help_of_each_command_is_its_own(capsys):
     assert "not exported by export onnx" not in export and "Only ViT SAMs" in export
     top = _help(capsys)
     assert "Serve a local web page: drop images or a video, get every character cut out. data" in top
+    # the default refiner is the learned one: what predict, the overview and every --refine say
+    assert "predict Segment anime characters: YOLOv8-seg instances at full resolution, masks redrawn by the" in top
+    assert "predict (masks redrawn by the packaged learned refiner, or by GrabCut or SAM)" in top
+    for command in COMMANDS:
+        text = _help(capsys, *command)
+        if "--refine " in text:
+            assert "learned: a small packaged network redraws each mask" in text, command
+            assert "(learned for the packaged model)" in text, command
 
 
 def test_refine_choices_are_read_when_the_command_line_is_built(capsys):
