@@ -160,7 +160,7 @@ def test_training_code_is_found_wherever_it_lives():
     training = training_or_export_modules()
     # Lightning's module, outside train/; the learned refiner's optimiser loop; YOLO training, export
     assert {"animeseg.maskrcnn.module", "animeseg.train.yolo", "animeseg.export.detector"} <= training
-    assert trains(PACKAGE / "maskrcnn" / "module.py") and trains(PACKAGE / "refine" / "learned_train.py")
+    assert trains(PACKAGE / "maskrcnn" / "module.py") and trains(PACKAGE / "train" / "refiner.py")
     assert not trains(PACKAGE / "refine" / "learned.py") and not trains(PACKAGE / "errors.py")
 
 
