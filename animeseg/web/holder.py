@@ -75,7 +75,8 @@ class ModelHolder:
         self.refine_note: str | None = None
         if self.refine_default != wanted:
             why = unavailable.get(wanted, "not a registered refiner")
-            self.refine_note = f"The model's refinement {wanted!r} cannot start here ({why}); the page starts on none."
+            whose = "The model's refinement" if refine_default is None else "Refinement"
+            self.refine_note = f"{whose} {wanted!r} cannot start here ({why}); the page starts on none."
 
     @property
     def names(self) -> dict[int, str]:
