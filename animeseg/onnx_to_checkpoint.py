@@ -365,9 +365,9 @@ def import_onnx(
 
 
 def _version() -> str:
-    import importlib.metadata
+    from animeseg.versions import installed_version
 
-    return importlib.metadata.version("ultralytics")
+    return installed_version("ultralytics") or "unknown"
 
 
 # ------------------------------------------------------------------------------------------------ parity

@@ -1,18 +1,19 @@
 """Test set-up shared by every test module.
 
 * animeseg's state (and Ultralytics' config folder) goes to a throw-away folder, never the user's home.
-* Every test runs with the network cut off: a DNS lookup or connection attempt raises and is recorded, so a
-  test can also assert that a command made none (``network_attempts`` fixture).
+* Every test runs with the network cut off (``network_guard.py``): a DNS lookup or connection attempt raises and
+  is recorded, so a test can also assert that a command made none (``network_attempts`` fixture); a child process
+  a test starts can put itself under the same guard (``network_guard.block_this_process``).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
+from network_guard import block_network
 
 _HOME = Path(tempfile.mkdtemp(prefix="animeseg-test-home-"))
 os.environ["ANIMESEG_HOME"] = str(_HOME)
@@ -42,30 +43,9 @@ sources:
 _ATTEMPTS: list[str] = []
 
 
-class NetworkBlocked(OSError):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def blocked(what: str):
-        def _raise(*args, **kwargs):
-            _ATTEMPTS.append(f"{what}{args[:2]!r}")
-            raise NetworkBlocked(f"network access attempted in a test: {what}{args[:2]!r}")
-
-        return _raise
-
-    real_connect = socket.socket.connect
-
-    def connect(self, address):  # local (AF_UNIX) sockets are not network
-        if self.family == socket.AF_UNIX:
-            return real_connect(self, address)
-        return blocked("connect")(address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", blocked("getaddrinfo"))
-    monkeypatch.setattr(socket, "gethostbyname", blocked("gethostbyname"))
-    monkeypatch.setattr(socket, "create_connection", blocked("create_connection"))
-    monkeypatch.setattr(socket.socket, "connect", connect)
+    block_network(monkeypatch.setattr, _ATTEMPTS.append)
 
 
 @pytest.fixture
@@ -91,8 +71,8 @@ def shared_onnx() -> Path:
     return SHARED_ONNX
 
 
-def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr). ``from conftest import run_cli``."""
+def run_cli_output(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """Run ``animeseg ARGS`` in this process; returns (exit code, stdout, stderr)."""
     from animeseg.cli import main
 
     capsys.readouterr()
@@ -101,4 +81,11 @@ def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
         code = 0
     except SystemExit as e:
         code = int(e.code or 0)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    """Run ``animeseg ARGS`` in this process; returns (exit code, stderr). ``from conftest import run_cli``."""
+    code, _out, err = run_cli_output(capsys, *args)
+    return code, err

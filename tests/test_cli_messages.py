@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_cli_output
 
 from animeseg import weights as W
 
@@ -75,10 +75,11 @@ def test_serve_with_a_bad_model_is_one_line(notes, capsys):
 
 
 def test_a_file_that_is_no_image_is_not_offered_a_resume(notes, tmp_path, capsys):
-    code, err = run_cli(capsys, "predict", notes, "--out", tmp_path / "out")
-    out = capsys.readouterr().out
+    code, out, err = run_cli_output(capsys, "predict", notes, "--out", tmp_path / "out")
     assert code == 1
-    assert "notes.png" in err and "--resume" not in err + out  # running it again cannot mend the file
+    assert "notes.png: not an image" in err
+    assert "1 input(s) failed (one line each above): they are not usable images" in err  # the summary is read
+    assert "--resume" not in err + out  # running it again cannot mend the file
 
 
 def test_usage_errors_are_one_line(tmp_path, capsys):
@@ -151,6 +152,14 @@ def test_help_of_each_command_is_its_own(capsys):
     assert "not exported by export onnx" not in export and "Only ViT SAMs" in export
     top = _help(capsys)
     assert "Serve a local web page: drop images or a video, get every character cut out. data" in top
+    # the default refiner is the learned one: what predict, the overview and every --refine say
+    assert "predict Segment anime characters: YOLOv8-seg instances at full resolution, masks redrawn by the" in top
+    assert "predict (masks redrawn by the packaged learned refiner, or by GrabCut or SAM)" in top
+    for command in COMMANDS:
+        text = _help(capsys, *command)
+        if "--refine " in text:
+            assert "learned: a small packaged network redraws each mask" in text, command
+            assert "(learned for the packaged model)" in text, command
 
 
 def test_refine_choices_are_read_when_the_command_line_is_built(capsys):

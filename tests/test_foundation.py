@@ -227,3 +227,19 @@ def test_coco_records_follow_the_mask():
     (gt,) = instance_annotations(inst, 7, 3, with_scores=False)
     assert gt["iscrowd"] == 0 and "score" not in gt
     assert categories({0: "character"}) == [{"id": 1, "name": "character", "supercategory": "character"}]
+
+
+def test_versions_are_read_by_import_name_whichever_wheel_provides_it(monkeypatch):
+    from importlib import metadata
+
+    from animeseg.versions import installed_version
+
+    assert installed_version("numpy") == np.__version__
+    assert installed_version("cv2") is not None  # opencv-python-headless in the core install, not "opencv-python"
+    assert installed_version("no_such_module_here") is None
+    versions = {"ultralytics-opencv-headless": "8.4.1", "opencv-python": "4.9.0", "opencv-python-headless": "4.9.0"}
+    provides = {"ultralytics": ["ultralytics-opencv-headless"], "cv2": ["opencv-python-headless", "opencv-python"]}
+    monkeypatch.setattr(metadata, "packages_distributions", lambda: provides)
+    monkeypatch.setattr(metadata, "version", versions.__getitem__)
+    assert installed_version("ultralytics") == "8.4.1"  # Ultralytics' headless build counts as Ultralytics
+    assert installed_version("cv2") == "opencv-python 4.9.0 + opencv-python-headless 4.9.0"  # both, said

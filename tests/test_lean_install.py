@@ -80,8 +80,13 @@ def test_predict_and_eval_without_pytorch(lean, tmp_path):
     gt.write_text(json.dumps(predictions))
     code, err = lean("eval", "--data", gt, "--images", images, "--conf", "0.5", "--out", tmp_path / "eval")
     assert code == 0, err[-3000:]
-    raw = json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"]["raw"]
-    assert raw["mask"]["AP"] == pytest.approx(1.0) and raw["box"]["AP"] == pytest.approx(1.0)
+    # predict's masks are the default (learned) refiner's: eval's refined column is the one that must match them
+    refined = json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"]["refined"]
+    assert refined["mask"]["AP"] == pytest.approx(1.0) and refined["box"]["AP"] == pytest.approx(1.0)
+    scored = json.loads((tmp_path / "eval" / refined["predictions"]).read_text())["annotations"]
+    kept = [a for a in scored if a["score"] >= 0.5]
+    assert [a["segmentation"] for a in kept] == [a["segmentation"] for a in annotations]  # pixel for pixel
+    assert all(a["refine"]["method"] == "learned" for a in kept)
 
 
 def test_soft_cutouts_of_the_default_refiner_need_no_pymatting(lean, tmp_path):

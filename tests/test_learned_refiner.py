@@ -176,7 +176,7 @@ def test_visible_alphas_cover_lower_characters():
 
 
 def test_samples_from_detections_and_truth():
-    from animeseg.refine.learned_data import ALPHA, KINDS, OWN, Composite, image_samples
+    from animeseg.train.refiner_data import ALPHA, KINDS, OWN, Composite, image_samples
 
     image, boxes, masks = scene()
     comp = Composite("x", image, masks.astype(np.float32))
@@ -190,7 +190,7 @@ def test_samples_from_detections_and_truth():
 
 def test_training_pieces_make_a_network_the_refiner_runs(tmp_path):
     pytest.importorskip("torch")
-    from animeseg.refine.learned_train import export, fit, made_up_mask, training_pair
+    from animeseg.train.refiner import export, fit, made_up_mask, training_pair
 
     rng = np.random.default_rng(0)
     alpha = np.zeros((SIZE, SIZE), np.uint8)

@@ -189,6 +189,30 @@ def test_engine_loads_the_model_once_and_applies_each_requests_settings(shared_o
         engine.segmenter(PageSettings(refine="sam"))
 
 
+def test_a_default_refiner_that_cannot_start_is_said_on_the_page(tmp_path, monkeypatch):
+    from animeseg import weights as W
+    from animeseg.refine import learned
+    from animeseg.web.holder import ModelHolder
+
+    monkeypatch.setattr(learned, "PACKAGED", tmp_path / "gone.onnx")  # the learned refiner's network is missing
+    holder = ModelHolder(W.packaged_model())  # whose sidecar asks for the learned refiner
+    assert holder.refine_default == "none" and "learned" not in holder.refine_methods
+    note = holder.refine_note
+    assert note is not None and len(note.splitlines()) == 1
+    assert "'learned' cannot start here (" in note and "gone.onnx: the learned refiner's network is missing" in note
+    assert ModelHolder(W.packaged_model(), refine_default="grabcut").refine_note is None  # asked-for, available
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("Gradio is not installed (.[web]): the page itself is not built")
+    from animeseg.web import page_env
+
+    for key, value in page_env(tmp_path / "gradio").items():
+        monkeypatch.setenv(key, value)
+    from animeseg.web.page import build_page
+
+    shown = [b.value for b in build_page(holder, tmp_path / "jobs").blocks.values() if b.elem_id == "refine-note"]
+    assert [v.replace("\\", "") for v in shown] == [note]
+
+
 def test_bad_inputs_are_reported_and_leave_nothing_behind(renpy, shared_onnx, tmp_path):
     from animeseg.predict import Segmenter
 

@@ -26,9 +26,9 @@ tidy_help()
 
 app = typer.Typer(
     name="animeseg",
-    help="Anime-character instance segmentation: build datasets, train YOLOv8-seg, predict with SAM "
-    "refinement, evaluate and export to ONNX. Works offline; nothing is downloaded unless you run "
-    "`animeseg weights download`.",
+    help="Anime-character instance segmentation: build datasets, train YOLOv8-seg, predict (masks redrawn by the "
+    "packaged learned refiner, or by GrabCut or SAM), cut out, serve a local page, evaluate and export to ONNX. Works "
+    "offline; nothing is downloaded unless you run `animeseg weights download`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

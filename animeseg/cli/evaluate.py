@@ -47,7 +47,7 @@ def evaluate(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Score from which a detection counts as found (and, with --refine, is refined), for foreground "
+        help="Score from which a detection counts as found (and, with a refiner, is refined), for foreground "
         "IoU/F/MAE and missed/spurious counts. Default: the model's own --conf, what predict keeps "
         f"({options.packaged_defaults().detect.conf} for the packaged model).",
         show_default=False,
@@ -68,7 +68,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model on COCO ground truth: mask/box AP (pycocotools), foreground IoU/F/MAE, missed/spurious.
 
-    With --refine, refined masks from the same detections are scored side by side with the raw ones.
+    With a refiner (the model's own, learned for the packaged model, or --refine), refined masks from the same
+    detections are scored side by side with the raw ones.
     """
     from animeseg.cli.console import console, summary_table, warn
     from animeseg.cli.render import ProgressBars

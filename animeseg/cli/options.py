@@ -56,9 +56,9 @@ def _refine_option() -> Any:
             "--refine",
             metavar="[" + "|".join(names) + "]",
             callback=_check_refine,
-            help="Mask refinement: none, or a refiner (sam: Segment Anything prompted with the detector's boxes; "
-            "grabcut needs no weights). Refined masks are kept only where they agree with the detector's."
-            + default_note("refine"),
+            help="Mask refinement: none, or a refiner (learned: a small packaged network redraws each mask with its "
+            "neighbours in view; grabcut needs no weights; sam: Segment Anything prompted with the detector's boxes). "
+            "Refined masks are kept only where they agree with the detector's." + default_note("refine"),
             show_default=False,
         ),
     ]

@@ -149,7 +149,9 @@ def predict(
     alpha: Alpha = "binary",
     runtime: options.Runtime = "auto",
 ) -> None:
-    """Segment anime characters: YOLOv8-seg instances at full resolution, optionally refined by SAM or GrabCut.
+    """Segment anime characters: YOLOv8-seg instances at full resolution, masks redrawn by the learned refiner.
+
+    The learned refiner is the packaged model's default: --refine none turns it off, grabcut or sam replace it.
 
     Exit code 0 when every input succeeded, 1 when some failed (one line each), 2 on a usage error.
     """

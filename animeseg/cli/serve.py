@@ -92,6 +92,8 @@ def serve(
                 model_file, refine=refine_with, device=torch_device, settings=settings, refine_default=refine
             )
             holder.warm_up()
+        if holder.refine_note is not None:
+            warn(holder.refine_note)
         jobs = workspace / "jobs"
         jobs.mkdir()
         page = build_page(holder, jobs)

@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,17 @@ from animeseg.data.write import Written, write_example
 from animeseg.errors import AnimesegError, ConfigError, InputError
 from animeseg.io import write_image, write_json, write_text
 from animeseg.progress import ProgressCallback, Step, logger, report
+from animeseg.versions import installed_version
 
-PACKAGES = ("ultralytics", "numpy", "opencv-python", "pycocotools", "pillow", "pyyaml")
+#: The manifest's ``versions``: name -> the module whose installed version it records.
+PACKAGES = {
+    "ultralytics": "ultralytics",
+    "numpy": "numpy",
+    "opencv": "cv2",
+    "pycocotools": "pycocotools",
+    "pillow": "PIL",
+    "pyyaml": "yaml",
+}
 
 # ----------------------------------------------------------------------------------------------- worker side
 _SOURCES: dict[str, Source] = {}
@@ -86,11 +94,8 @@ def _pool(workers: int):
 # --------------------------------------------------------------------------------------------------- helpers
 def _versions() -> dict[str, str]:
     out = {"animeseg": __version__, "python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
+    for name, module in PACKAGES.items():
+        out[name] = installed_version(module) or "not installed"
     return out
 
 

@@ -11,7 +11,7 @@ the alpha is pasted back at full resolution, and its 0.5 level is the candidate 
 
 All instances of an image run as one batch through the runtime session (ONNX Runtime or OpenVINO; no PyTorch).
 The packaged network is ``animeseg/models/anime-refiner.onnx``, made by ``recipes/anime-refiner/run.sh``
-(:mod:`animeseg.refine.learned_train`).
+(:mod:`animeseg.train.refiner`).
 """
 
 from __future__ import annotations

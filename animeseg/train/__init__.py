@@ -6,6 +6,8 @@
 * :mod:`~animeseg.train.maskrcnn`: fine-tune torchvision's Mask R-CNN with PyTorch Lightning
   (``animeseg train --arch maskrcnn``), with :mod:`~animeseg.train.maskrcnn_runs` (devices, starting weights,
   checkpoints to resume); the network, its dataset and Lightning module live in :mod:`animeseg.maskrcnn`;
+* :mod:`~animeseg.train.refiner`: train the learned refiner's network (``--refine learned``, run by
+  ``recipes/anime-refiner/``) on crops made by :mod:`~animeseg.train.refiner_data`, and export it to ONNX;
 * shared: :mod:`~animeseg.train.data` (``--data``: a built dataset, or a ``datasets.yaml`` built first),
   :mod:`~animeseg.train.result` (:class:`TrainResult`, the weights folder) and :mod:`~animeseg.train.sidecar`
   (what the JSON sidecar next to the weights records).

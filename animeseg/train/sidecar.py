@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import platform
 from pathlib import Path
 from typing import Any
+
+from animeseg.versions import installed_version
+
+#: The sidecar's ``versions`` besides torch's and CUDA's: name -> the module whose installed version it records.
+SIDECAR_PACKAGES = {
+    "ultralytics": "ultralytics",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "opencv": "cv2",
+    "pycocotools": "pycocotools",
+}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -16,11 +26,8 @@ def package_versions() -> dict[str, str | None]:
     import animeseg
 
     out: dict[str, str | None] = {"python": platform.python_version(), "animeseg": animeseg.__version__}
-    for dist in ("ultralytics", "torch", "torchvision", "numpy", "opencv-python", "pycocotools"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
+    for name, module in SIDECAR_PACKAGES.items():
+        out[name] = installed_version(module)
     out["torch"] = torch.__version__  # keeps the build tag (+cu130, +cpu)
     out["cuda"] = torch.version.cuda
     return out

@@ -44,7 +44,8 @@ class ModelHolder:
             without a checkpoint) is not offered.
         device: the detector's device (``cpu``, ``0``, ``cuda:0``...; None: automatic).
         settings: the server's detection settings (default: the model's own); a request's choices go over them.
-        refine_default: the refinement a request gets when it names none (default: the model's, when offered).
+        refine_default: the refinement a request gets when it names none (default: the model's, when offered;
+            else ``none``, and :attr:`refine_note` says why).
     """
 
     def __init__(
@@ -61,14 +62,21 @@ class ModelHolder:
         self.settings = base.override(device=resolve_device(device if device is not None else base.device))
         self._detector = load_detector(model, self.settings)
         self._options: dict[str, RefineOptions] = {}
+        unavailable: dict[str, str] = {}
         for name in refiner_names()[1:]:
             try:
                 self._options[name] = check_refiner(name, refine)
-            except AnimesegError:
-                continue
+            except AnimesegError as e:
+                unavailable[name] = str(e)
         self._refiners: dict[str, Refiner | None] = {"none": None}
         wanted = refine_default if refine_default is not None else defaults.refine
         self.refine_default = wanted if wanted in self.refine_methods else "none"
+        #: One line saying why the page starts without the refinement the model asks for (None when it does not).
+        self.refine_note: str | None = None
+        if self.refine_default != wanted:
+            why = unavailable.get(wanted, "not a registered refiner")
+            whose = "The model's refinement" if refine_default is None else "Refinement"
+            self.refine_note = f"{whose} {wanted!r} cannot start here ({why}); the page starts on none."
 
     @property
     def names(self) -> dict[int, str]:

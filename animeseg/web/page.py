@@ -109,6 +109,8 @@ def build_page(holder: ModelHolder, jobs: Path) -> gr.Blocks:
     # delete_cache: Gradio's copies of uploads and results older than an hour go, checked every hour
     with gr.Blocks(title="animeseg", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(_INTRO)
+        if holder.refine_note is not None:  # the model's own refiner cannot start: said, not silently replaced
+            gr.Markdown(_md(holder.refine_note), elem_id="refine-note")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 files = gr.File(
@@ -118,7 +120,8 @@ def build_page(holder: ModelHolder, jobs: Path) -> gr.Blocks:
                     holder.refine_methods,
                     value=start.refine,
                     label="Refinement",
-                    info="GrabCut needs no weights; SAM appears when the server has a checkpoint.",
+                    info="learned: a small network redraws each mask; GrabCut needs no weights; SAM appears when the "
+                    "server has a checkpoint.",
                     elem_id="refine",
                 )
                 conf_in = gr.Slider(0.01, 1.0, value=start.conf, step=0.01, label="Confidence", elem_id="conf")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from animeseg.refine.learned_train import export, fit  # noqa: E402
+from animeseg.train.refiner import export, fit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.step == "samples":
         from animeseg.predict import Segmenter
-        from animeseg.refine.learned_data import build_samples
+        from animeseg.train.refiner_data import build_samples
         from animeseg.weights import packaged_model
 
         # detect() alone, no refiner

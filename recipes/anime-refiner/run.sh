@@ -8,9 +8,9 @@
 #
 # Steps: training composites of every artist but the two held out (wanted-dragon: the team's test artist;
 # snowyyang-godot-vn: the refiner's validation artist); the packaged detector's own masks on them, cropped
-# around each detection and each character (learned_data.py); 2 x 1,500 batches of 16 crops with made-up mask
-# errors and style changes (learned_train.py) for the half-resolution network (--stem 2); ONNX export; the
-# held-out check (bench/learned.py).
+# around each detection and each character (animeseg/train/refiner_data.py); 2 x 1,500 batches of 16 crops with
+# made-up mask errors and style changes (animeseg/train/refiner.py) for the half-resolution network (--stem 2); ONNX
+# export; the held-out check (bench/learned.py).
 # About 30 minutes on a 2-core CPU with THREADS=2 (what the shipped network used; the thread count changes the
 # arithmetic's order, so keep it to reproduce the shipped weights); needs the [train] extra (PyTorch).
 set -euo pipefail

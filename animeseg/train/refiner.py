@@ -1,7 +1,7 @@
 """Training the learned refiner (PyTorch, the ``[train]`` extra): network, on-the-fly errors and styles, ONNX export.
 
 ``recipes/anime-refiner/run.sh`` runs the whole recipe; ``recipes/anime-refiner/refiner.py`` is its command
-line (``samples``: :func:`animeseg.refine.learned_data.build_samples`; ``fit``: :func:`fit`; ``export``).
+line (``samples``: :func:`animeseg.train.refiner_data.build_samples`; ``fit``: :func:`fit`; ``export``).
 
 The coarse masks the network learns to correct are half the detector's own (``detected`` samples) and half made
 up from the true alpha (``true`` samples): coarse like 1/4-resolution prototype masks, dilated or eroded,
@@ -21,7 +21,7 @@ import numpy as np
 
 from animeseg._lazy import cv2
 from animeseg.refine.learned import CHANNELS, MEAN, SIZE, STD, colour_prior
-from animeseg.refine.learned_data import ALPHA, OTHERS, OWN, RGB, TRUE_OTHERS
+from animeseg.train.refiner_data import ALPHA, OTHERS, OWN, RGB, TRUE_OTHERS
 
 # ----------------------------------------------------------------------------------------------- made-up errors
 

@@ -6,7 +6,7 @@ sprite went), every image gives:
 * one ``detected`` sample per detection that overlaps a character (mask IoU >= 0.3): cropped around the
   detector's box, with the detector's own mask and the other detections' masks as the network will see them;
 * one ``true`` sample per character: cropped around its true box (jittered), whose coarse mask training makes up
-  on the fly (:mod:`animeseg.refine.learned_train`: coarse, shifted, missing limbs, merged neighbours, holes).
+  on the fly (:mod:`animeseg.train.refiner`: coarse, shifted, missing limbs, merged neighbours, holes).
 
 Each sample is 7 channels of :data:`~animeseg.refine.learned.SIZE` squared uint8: RGB, the detector's own mask,
 the other detections' masks, the true alpha (0-255) and the other characters' true masks. No PyTorch here.
