@@ -106,6 +106,6 @@ def test_explicit_options_win_over_the_models_defaults(no_trained):
     defaults = model_defaults(W.packaged_model())
     assert (seg.settings.conf, seg.settings.imgsz, seg.settings.iou) == (0.3, 320, defaults.detect.iou)
     assert (seg.refiner.name if seg.refiner is not None else "none") == defaults.refine
-    assert Segmenter(refiner="grabcut").refiner.name == "grabcut"
-    assert Segmenter(refiner="none").refiner is None
+    assert Segmenter(refine="grabcut").refiner.name == "grabcut"
+    assert Segmenter(refine="none").refiner is None
     assert Segmenter(classes=[0]).settings.classes == (0,)
