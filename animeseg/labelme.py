@@ -197,7 +197,9 @@ def instance_polygons(mask: np.ndarray) -> tuple[list[np.ndarray], float]:
 
 def describe(score: float, record: dict[str, Any] | None) -> str:
     """A shape's ``description``: the instance's score and its refiner's record, as JSON text."""
-    return json.dumps({"score": round(float(score), 4), "refine": record or {}}, separators=(", ", ": "))
+    from animeseg.cocojson import plain
+
+    return json.dumps({"score": round(float(score), 4), "refine": plain(record or {})}, separators=(", ", ": "))
 
 
 def document(instances: Instances, image_path: str, image_data: bytes | None = None) -> dict[str, Any]:
