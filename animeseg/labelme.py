@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from animeseg import io as image_io
 from animeseg._lazy import cv2
 from animeseg.instances import Instances
-from animeseg.io import _pil_open
 
 REGION_SHAPES = ("polygon", "rectangle", "circle", "mask", "oriented_rectangle")
 #: The LabelMe release whose file format is written (``version``) and whose loader the tests open files with.
@@ -61,9 +61,10 @@ def decode_image_data(data: str) -> np.ndarray:
     """LabelMe's embedded ``imageData`` (base64 of the image file) -> upright RGB uint8.
 
     Raises ValueError with the reason when it does not decode."""
+    # image_io._pil_open is looked up at each call, not bound at import: it is the one opener (tests replace it)
     try:
         raw = base64.b64decode(data, validate=False)
-        im = _pil_open(io.BytesIO(raw))
+        im = image_io._pil_open(io.BytesIO(raw))
         im.load()
         im = ImageOps.exif_transpose(im)
     except (binascii.Error, ValueError, OSError) as e:
@@ -88,7 +89,7 @@ def shape_mask(shape: dict[str, Any], shape_type: str, height: int, width: int) 
         if not isinstance(encoded, str) or len(xy) < 1:
             raise ValueError("mask shape without a base64 'mask' image")
         try:
-            patch = np.asarray(_pil_open(io.BytesIO(base64.b64decode(encoded)))).astype(bool)
+            patch = np.asarray(image_io._pil_open(io.BytesIO(base64.b64decode(encoded)))).astype(bool)
         except (binascii.Error, ValueError, OSError) as e:
             raise ValueError(f"mask image does not decode ({e})") from None
         if patch.ndim == 3:

@@ -39,7 +39,8 @@ from animeseg import cocojson
 from animeseg._lazy import cv2
 from animeseg.cocojson import plain
 from animeseg.instances import Instances
-from animeseg.io import atomic_path, write_bytes, write_image, write_json, write_text
+from animeseg.io import atomic_path, encode_image, write_bytes, write_image, write_json, write_text
+from animeseg.labelme import document
 from animeseg.masks import mask_to_box, mask_to_polygon, occlusion_order
 from animeseg.matte import ALPHA_MODES, matte
 from animeseg.overlay import render_overlay
@@ -322,9 +323,6 @@ def write_labelme(
 ) -> list[str]:
     """The ``labelme`` kind of one image: a copy of the image, then its LabelMe file naming it (``imagePath``),
     with the image embedded too when ``image_data``; returns both paths relative to ``out``."""
-    from animeseg.io import encode_image
-    from animeseg.labelme import document
-
     if source is not None and source.suffix.lower() in LABELME_COPIED:
         suffix, data = source.suffix.lower(), source.read_bytes()
     else:
