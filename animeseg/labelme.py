@@ -13,7 +13,8 @@ open, and its own ``shape_to_mask`` leaves it out); smaller holes are filled. Po
 convention, which LabelMe's rasteriser and :func:`shape_mask` use), the outline simplified by Douglas-Peucker
 with the largest tolerance of :data:`TOLERANCES` whose polygons, rasterised back by :func:`shape_mask`, keep a
 mask IoU of at least :data:`MIN_IOU` with the instance's mask (the exact trace when none does). The label is
-the class name; ``description`` holds the score and the refiner's record as JSON text.
+the class name; ``description`` holds the score, the refiner's record (and a tracked instance's track id) as JSON
+text.
 """
 
 from __future__ import annotations
@@ -196,11 +197,15 @@ def instance_polygons(mask: np.ndarray) -> tuple[list[np.ndarray], float]:
     return best
 
 
-def describe(score: float, record: dict[str, Any] | None) -> str:
-    """A shape's ``description``: the instance's score and its refiner's record, as JSON text."""
+def describe(score: float, record: dict[str, Any] | None, track_id: int | None = None) -> str:
+    """A shape's ``description``: the instance's score, its refiner's record and, when tracked, its track id,
+    as JSON text."""
     from animeseg.cocojson import plain
 
-    return json.dumps({"score": round(float(score), 4), "refine": plain(record or {})}, separators=(", ", ": "))
+    text: dict[str, Any] = {"score": round(float(score), 4), "refine": plain(record or {})}
+    if track_id is not None:
+        text["track_id"] = int(track_id)
+    return json.dumps(text, separators=(", ", ": "))
 
 
 def document(instances: Instances, image_path: str, image_data: bytes | None = None) -> dict[str, Any]:
@@ -212,7 +217,8 @@ def document(instances: Instances, image_path: str, image_data: bytes | None = N
     for i, mask in enumerate(instances.masks):
         polygons, _iou = instance_polygons(mask)
         record = instances.refine[i] if i < len(instances.refine) else None
-        text = describe(float(instances.scores[i]), record)
+        track = None if instances.track_ids is None else int(instances.track_ids[i])
+        text = describe(float(instances.scores[i]), record, track)
         for poly in polygons:
             shapes.append(
                 {

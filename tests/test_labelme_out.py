@@ -67,6 +67,8 @@ def test_polygons_give_the_mask_back_holes_and_parts_included():
     doc = L.document(inst, "a.png")
     assert [(s["label"], s["group_id"]) for s in doc["shapes"]] == [("character", None), *[("character", 1)] * 2]
     assert json.loads(doc["shapes"][0]["description"]) == {"score": 0.9, "refine": {"method": "none", "refined": False}}
+    inst.track_ids = np.array([7, 3])
+    assert json.loads(L.document(inst, "a.png")["shapes"][-1]["description"])["track_id"] == 3
 
 
 # ------------------------------------------------------------------------------------------------ round trip
