@@ -38,8 +38,13 @@ def cut(
     (H, W, 4) uint8.
 
     ``segmenter`` (a :class:`~animeseg.predict.Segmenter`) finds them; without one, :func:`animeseg.segment`
-    with ``model`` and ``options`` (``refiner``, ``conf``, ``imgsz``, ``classes``...) does.
+    with ``model`` and ``options`` (``refine``, ``conf``, ``imgsz``, ``classes``..., as the command line names
+    them) does. An unknown option is a :class:`TypeError` listing the accepted ones.
     """
+    from animeseg.predict import REFINE_ALIAS, check_keywords, keywords_of, segment_keywords
+
+    accepted = [k for k in keywords_of(cut) if k != "options"] + [k for k in segment_keywords() if k != "model"]
+    check_keywords("cut", {k: v for k, v in options.items() if k != REFINE_ALIAS}, accepted)
     if isinstance(image, (str, Path)):
         from animeseg.io import read_image
 

@@ -62,3 +62,22 @@ def instance_annotations(
             ann["iscrowd"] = 0
         out.append(ann)
     return out
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into JSON-ready Python values (refiners may record them)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return round(float(value), 5)
+    if isinstance(value, float):
+        return round(value, 5)
+    return value

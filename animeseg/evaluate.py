@@ -30,7 +30,7 @@ from animeseg.ground_truth import (
 from animeseg.instances import Instances
 from animeseg.io import read_image, write_json, write_text
 from animeseg.metrics import BETA2, coco_metrics, foreground_metrics, markdown_table
-from animeseg.predict import MODEL_DEFAULT, Segmenter
+from animeseg.predict import MODEL_DEFAULT, Segmenter, check_keywords, keywords_of, refine_keyword
 from animeseg.progress import ProgressCallback, Step, logger, report
 from animeseg.settings import AP_SETTINGS, DetectSettings, model_defaults
 from animeseg.writers import PredictionsBuilder, image_annotations
@@ -106,12 +106,13 @@ def evaluate(
     max_det: int | None = None,
     threshold: float | None = None,
     device: str | None = None,
-    refiner: Any = MODEL_DEFAULT,
+    refine: Any = MODEL_DEFAULT,
     out: str | Path | None = None,
     segmenter: Any = None,
     runtime: str | None = None,
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
+    **unexpected: Any,
 ) -> dict[str, Any]:
     """Score ``model`` on COCO ground truth; writes ``metrics.json``, ``metrics.md`` and the predictions into
     ``out`` and returns the metrics dict (the content of ``metrics.json``; images that failed are listed under
@@ -127,14 +128,17 @@ def evaluate(
         threshold: score from which a detection counts as found, for foreground metrics and instance counts, and
             from which it is refined; None: the model's default ``conf``, what ``predict`` keeps
             (:func:`animeseg.settings.model_defaults`).
-        refiner: a Refiner (``animeseg.refine.build_refiner``) or a refiner name: the refined masks are scored
-            too, same detections; None or ``"none"``: raw masks only; default: the model's own refiner.
+        refine: a refiner name (as ``--refine``) or a Refiner (``animeseg.refine.build_refiner``): the refined
+            masks are scored too, same detections; None or ``"none"``: raw masks only; default: the model's own
+            refiner. (``refiner=`` is accepted as another name for it.)
         out: output folder (default ``runs/eval/<model stem>-<split>``).
         segmenter: an already built ``Segmenter`` to use instead of building one from the settings above.
         runtime: how ONNX models run (:data:`animeseg.runtime.session.RUNTIMES`); None: ``auto``.
         on_progress: receives a :class:`~animeseg.progress.Step` per image (task ``evaluate``).
         engine: runs each image (default: :class:`~animeseg.engine.LocalEngine`).
     """
+    refine = refine_keyword(refine, unexpected, "evaluate")
+    check_keywords("evaluate", unexpected, keywords_of(evaluate))
     defaults = model_defaults(model)
     if threshold is None:  # score what `animeseg predict` with this model outputs by default
         threshold = defaults.detect.conf
@@ -143,7 +147,7 @@ def evaluate(
     categories = gt.categories
     seg = segmenter
     if seg is None:
-        seg = Segmenter(model, refiner, settings)
+        seg = Segmenter(model, refine, settings)
     mapping = class_map(dict(seg.names), categories, classes)
     if segmenter is None and len(mapping) < len(seg.names):
         seg = Segmenter(model, seg.refiner, settings, classes=sorted(mapping), detector=seg.detector)

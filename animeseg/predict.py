@@ -5,16 +5,21 @@
 
     >>> from animeseg.predict import Segmenter
     >>> seg = Segmenter()                     # the same, loaded once and reused
-    >>> seg = Segmenter("weights/best.pt", refiner="grabcut", conf=0.4)
+    >>> seg = Segmenter("weights/best.pt", refine="grabcut", conf=0.4)
     >>> instances = seg(image)                # Instances
 
 The model is loaded once, in the constructor (through :func:`animeseg.detector.load_detector`); every call
 reuses it. Settings start from the model's own defaults (:func:`animeseg.settings.model_defaults`) and the
 options given explicitly win.
+
+The library speaks the command line's words: ``refine=`` is ``--refine`` (a refiner name, ``"none"``, None or a
+refiner object), ``conf=`` is ``--conf``, and so on; ``refiner=`` is still accepted as another name for
+``refine=``. An unknown keyword is a :class:`TypeError` listing the accepted ones.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +39,7 @@ __all__ = [
     "Segmenter",
     "SegmenterSpec",
     "check_classes",
+    "check_keywords",
     "segment",
     "unrefined_record",
 ]
@@ -46,8 +52,37 @@ class _ModelDefault:
         return "MODEL_DEFAULT"
 
 
-#: ``refiner=MODEL_DEFAULT``: the refiner the model's defaults name (``model_defaults(model).refine``).
+#: ``refine=MODEL_DEFAULT``: the refiner the model's defaults name (``model_defaults(model).refine``).
 MODEL_DEFAULT: Any = _ModelDefault()
+#: The earlier name of ``refine=``, still accepted.
+REFINE_ALIAS = "refiner"
+
+
+def keywords_of(function: Any) -> list[str]:
+    """The named parameters of ``function`` (a class: its constructor's), in order."""
+    target = function.__init__ if inspect.isclass(function) else function
+    kinds = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    return [p.name for p in inspect.signature(target).parameters.values() if p.kind not in kinds and p.name != "self"]
+
+
+def check_keywords(where: str, given: dict[str, Any], accepted: list[str]) -> None:
+    """Raise one :class:`TypeError` naming the first of ``given`` not in ``accepted``, and listing those."""
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        raise TypeError(
+            f"{where}() got an unexpected keyword argument {unknown[0]!r}; it accepts {', '.join(accepted)}"
+        )
+
+
+def refine_keyword(refine: Any, extra: dict[str, Any], where: str) -> Any:
+    """``refine``, or the value given under its earlier name ``refiner=`` (taken out of ``extra``); both given
+    is a :class:`TypeError`."""
+    if REFINE_ALIAS not in extra:
+        return refine
+    alias = extra.pop(REFINE_ALIAS)
+    if refine is not MODEL_DEFAULT:
+        raise TypeError(f"{where}() got refine= and its other name refiner=: give one of them")
+    return alias
 
 
 def check_classes(classes: tuple[int, ...] | None, names: dict[int, str], model: object) -> None:
@@ -79,9 +114,10 @@ class Segmenter:
     Args:
         model: weights file (``.pt``/``.onnx``, or an exported folder holding ``model.onnx``) or a model config;
             None: :func:`animeseg.weights.default_model` (the packaged anime model unless you trained one).
-        refiner: a :class:`~animeseg.refine.base.Refiner` whose candidates are fused into the detector's masks,
-            or a refiner name (``grabcut``...); None or ``"none"`` keeps the detector's masks. Default: the
-            refiner the model's defaults name.
+        refine: a refiner name (``learned``, ``grabcut``... as ``--refine`` names them) or a
+            :class:`~animeseg.refine.base.Refiner` whose candidates are fused into the detector's masks; None or
+            ``"none"`` keeps the detector's masks. Default: the refiner the model's defaults name. (``refiner=``
+            is accepted as another name for it.)
         settings: detection settings to start from (default: the model's own, or a given detector's).
         imgsz, conf, iou, max_det, device, classes, contained, merge, zoom_out: explicit settings
             (:class:`DetectSettings`), laid
@@ -98,7 +134,7 @@ class Segmenter:
     def __init__(
         self,
         model: str | Path | None = None,
-        refiner: Refiner | str | None = MODEL_DEFAULT,
+        refine: Refiner | str | None = MODEL_DEFAULT,
         settings: DetectSettings | None = None,
         *,
         imgsz: int | None = None,
@@ -112,8 +148,12 @@ class Segmenter:
         zoom_out: float | None = None,
         detector: Detector | None = None,
         runtime: str | None = None,
+        **unexpected: Any,
     ) -> None:
         from animeseg.device import resolve_device
+
+        refine = refine_keyword(refine, unexpected, "Segmenter")
+        check_keywords("Segmenter", unexpected, keywords_of(Segmenter))
 
         if model is None and detector is None:
             from animeseg.weights import default_model
@@ -141,7 +181,7 @@ class Segmenter:
         self.model_path = model
         self.detector = detector
         self.settings = settings
-        self.refiner = _refiner(refiner, defaults.refine)
+        self.refiner = _refiner(refine, defaults.refine)
 
     @property
     def names(self) -> dict[int, str]:
@@ -204,29 +244,37 @@ def segment(
     image: np.ndarray | str | Path,
     model: str | Path | None = None,
     *,
-    refiner: Refiner | str | None = MODEL_DEFAULT,
+    refine: Refiner | str | None = MODEL_DEFAULT,
     **explicit: Any,
 ) -> Instances:
-    """The instances of one image: ``Segmenter(model, refiner, **explicit)(image)``, the segmenter built on the
+    """The instances of one image: ``Segmenter(model, refine, **explicit)(image)``, the segmenter built on the
     first call and kept while the next calls ask for the same one (no argument: the default model with its
     defaults).
 
-    ``image``: RGB (H, W, 3) uint8, or an image file (read with :func:`animeseg.io.read_image`); ``explicit``:
-    ``imgsz``, ``conf``, ``iou``, ``max_det``, ``device``, ``classes`` as in :class:`Segmenter`. Returns
-    :class:`Instances`: boxes (N, 4), scores (N,), classes (N,), masks (N, H, W) bool at the image's own size.
+    ``image``: RGB (H, W, 3) uint8, or an image file (read with :func:`animeseg.io.read_image`); ``refine``: as
+    ``--refine`` (``"none"``, ``"learned"``...; see :class:`Segmenter`); ``explicit``: ``imgsz``, ``conf``,
+    ``iou``, ``max_det``, ``device``, ``classes``... as in :class:`Segmenter`. Returns :class:`Instances`: boxes
+    (N, 4), scores (N,), classes (N,), masks (N, H, W) bool at the image's own size.
     """
     global _CACHED
+    refine = refine_keyword(refine, explicit, "segment")
+    check_keywords("segment", explicit, segment_keywords())
     if isinstance(image, (str, Path)):
         from animeseg.io import read_image
 
         image = read_image(image)
     hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in explicit.items()}
-    key = (str(model), refiner if isinstance(refiner, (str, type(None))) else id(refiner), sorted(hashable.items()))
+    key = (str(model), refine if isinstance(refine, (str, type(None))) else id(refine), sorted(hashable.items()))
     with _CACHE_LOCK:
         if _CACHED is None or _CACHED[0] != key:
-            _CACHED = (key, Segmenter(model, refiner, **explicit))
+            _CACHED = (key, Segmenter(model, refine, **explicit))
         seg = _CACHED[1]
     return seg(image)
+
+
+def segment_keywords() -> list[str]:
+    """The keywords :func:`segment` accepts (``image`` aside): those of :class:`Segmenter`."""
+    return keywords_of(Segmenter)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,10 +33,13 @@ from animeseg.errors import InputError
 from animeseg.instances import Instances
 from animeseg.io import read_image, write_json
 from animeseg.media import MediaItem, iter_frames, video_fps
+from animeseg.overlay import render_overlay
 from animeseg.progress import ProgressCallback, Step, logger, report
 from animeseg.readahead import Detected, ReadAhead, reader_for
 from animeseg.runs import (
     RECORD_VERSION,
+    ItemResult,
+    RunSummary,
     clean_temp_files,
     is_complete,
     kinds_for,
@@ -51,8 +54,8 @@ from animeseg.writers import (
     PREDICTIONS,
     PredictionsBuilder,
     VideoOutput,
+    WriteOptions,
     image_annotations,
-    render_overlay,
     track_cutout_path,
     video_path,
     write_image_outputs,
@@ -75,80 +78,6 @@ def _track_path(item: MediaItem, index: int | None = None) -> Callable[[int], st
     """Where the cut-outs of this image (or video frame ``index``) go, per track id."""
     folder, frame = sequence_of(item), frame_label(item, index)
     return lambda track_id: track_cutout_path(folder, track_id, frame)
-
-
-@dataclass
-class ItemResult:
-    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``;
-    ``bad_input`` for an error of the input itself (not an image, truncated...), which a new run cannot mend."""
-
-    name: str
-    status: str
-    error: str | None = None
-    images: int = 0
-    instances: int = 0
-    seconds: float = 0.0
-    bad_input: bool = False
-
-
-@dataclass
-class RunSummary:
-    """Counts of a run; ``exit_code`` is 0 when every input succeeded, else 1."""
-
-    out: Path
-    results: list[ItemResult] = field(default_factory=list)
-    predictions: Path | None = None
-
-    def _count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-    @property
-    def succeeded(self) -> int:
-        return self._count("ok")
-
-    @property
-    def skipped(self) -> int:
-        return self._count("skipped")
-
-    @property
-    def failed(self) -> int:
-        return self._count("error")
-
-    @property
-    def retryable(self) -> int:
-        """Failed inputs that were readable (an error while segmenting or writing): a new run may succeed."""
-        return sum(r.status == "error" and not r.bad_input for r in self.results)
-
-    @property
-    def images(self) -> int:
-        """Images and video frames segmented in this run (skipped inputs not counted)."""
-        return sum(r.images for r in self.results if r.status == "ok")
-
-    @property
-    def instances(self) -> int:
-        return sum(r.instances for r in self.results if r.status != "error")
-
-    @property
-    def seconds(self) -> float:
-        return sum(r.seconds for r in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def rows(self) -> list[tuple[str, Any]]:
-        """(what, count) rows of the end-of-run table."""
-        per_image = self.seconds / self.images if self.images else 0.0
-        return [
-            ("inputs", len(self.results)),
-            ("succeeded", self.succeeded),
-            ("skipped (already complete)", self.skipped),
-            ("failed", self.failed),
-            ("images and frames segmented", self.images),
-            ("instances", self.instances),
-            ("seconds", f"{self.seconds:.1f}"),
-            ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
-        ]
 
 
 class _Progress:
@@ -190,7 +119,7 @@ def _process_image(
     out: Path,
     kinds: list[str],
     bar: _Progress,
-    alpha: str,
+    write: WriteOptions,
     reader: ReadAhead | None = None,
 ) -> tuple[list[dict], list[str], int]:
     t0 = time.perf_counter()
@@ -203,7 +132,7 @@ def _process_image(
         image, inst = got.image, segmenter.refine(got.image, got.instances)  # type: ignore[attr-defined]
     else:
         image, inst = got, segmenter(got)
-    files = write_image_outputs(out, item.key, image, inst, kinds, alpha=alpha, track_path=tracks)
+    files = write_image_outputs(out, item.key, image, inst, kinds, track_path=tracks, source=item.path, **asdict(write))
     h, w = image.shape[:2]
     entry = {"file_name": item.name, "height": h, "width": w, "annotations": image_annotations(inst)}
     bar.step(len(inst), time.perf_counter() - t0)
@@ -211,7 +140,7 @@ def _process_image(
 
 
 def _process_video(
-    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, alpha: str
+    item: MediaItem, segmenter: SegmenterLike, out: Path, kinds: list[str], bar: _Progress, write: WriteOptions
 ) -> tuple[list[dict], list[str], int]:
     frame_kinds = [k for k in kinds if k != "video"]
     entries: list[dict] = []
@@ -227,9 +156,8 @@ def _process_video(
         for index, frame in frames:
             inst = segmenter(frame)
             tracks = _track_path(item, index) if tracking else None
-            files += write_image_outputs(
-                out, item.frame_key(index), frame, inst, frame_kinds, alpha=alpha, track_path=tracks
-            )
+            key = item.frame_key(index)
+            files += write_image_outputs(out, key, frame, inst, frame_kinds, track_path=tracks, **asdict(write))
             if video is not None:
                 video.write(render_overlay(frame, inst))
             h, w = frame.shape[:2]
@@ -258,12 +186,14 @@ def run(
     on_progress: ProgressCallback | None = None,
     engine: Engine | None = None,
     alpha: str = "binary",
+    labelme_image_data: bool = False,
 ) -> RunSummary:
     """Segment every input of ``items`` and write the outputs named in ``save`` under ``out``.
 
     ``signature`` (model and settings, JSON-ready) is stored in each completion record; with ``resume`` an input
     is skipped only when its record has the same signature and covers every requested output. ``alpha`` is the
-    cut-outs' alpha, ``binary`` or ``matte`` (see :func:`animeseg.writers.cutout`). ``on_item`` is
+    cut-outs' alpha, ``binary`` or ``matte`` (see :func:`animeseg.writers.cutout`); ``labelme_image_data`` embeds
+    each image in its LabelMe file (see :func:`animeseg.writers.write_labelme`). ``on_item`` is
     called after each input (tests use it to stop a run midway), ``on_progress`` with a
     :class:`~animeseg.progress.Step` per image or frame. ``engine`` runs each input (default: a
     :class:`~animeseg.engine.LocalEngine`). Returns the :class:`RunSummary`; the caller shows it and turns
@@ -286,8 +216,9 @@ def run(
     # in this process, in order: the next images are decoded (and detected, where the detector runs images side
     # by side) while this one is refined and written
     reader = reader_for(items, segmenter) if here else None
+    write = WriteOptions(alpha, labelme_image_data)
     work = ItemWork(
-        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), alpha, frozenset(redo), reader
+        segmenter, out, save, resume, signature, bar if here else _Progress(0, None), write, frozenset(redo), reader
     )
 
     outcomes = engine.map(work, items)
@@ -339,14 +270,14 @@ class ItemWork:
     resume: bool
     signature: dict[str, Any]
     bar: _Progress
-    alpha: str = "binary"
+    write: WriteOptions = WriteOptions()
     redo: frozenset[str] = frozenset()  # tracked image sequences redone whole on --resume
     reader: ReadAhead | None = None  # reads images one ahead (only where the work runs here, in order)
 
     def __call__(self, item: MediaItem) -> tuple[ItemResult, dict[str, Any] | None]:
         skip_done = self.resume and _sequence(item) not in self.redo
         return _run_one(
-            item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.alpha, self.reader
+            item, self.segmenter, self.out, self.save, skip_done, self.signature, self.bar, self.write, self.reader
         )
 
 
@@ -382,7 +313,7 @@ def _run_one(
     resume: bool,
     signature: dict[str, Any],
     bar: _Progress,
-    alpha: str = "binary",
+    write: WriteOptions = WriteOptions(),
     reader: ReadAhead | None = None,
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     if item.kind == "error":
@@ -401,9 +332,9 @@ def _run_one(
 
     t0 = time.perf_counter()
     if item.kind == "video":
-        entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, alpha)
+        entries, files, n_inst = _process_video(item, segmenter, out, kinds, bar, write)
     else:
-        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, alpha, reader)
+        entries, files, n_inst = _process_image(item, segmenter, out, kinds, bar, write, reader)
     source = source_stat(item.path)
     seconds = time.perf_counter() - t0
 

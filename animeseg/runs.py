@@ -1,5 +1,5 @@
-"""An output folder of ``animeseg predict``: its completion records, the temporary files a killed run leaves, and
-which folder a new run gets.
+"""An output folder of ``animeseg predict``: how its run went (:class:`RunSummary`), its completion records, the
+temporary files a killed run leaves, and which folder a new run gets.
 
 Each input that succeeds gets a completion record ``<out>/.animeseg/records/<key>.json`` (see
 :mod:`animeseg.runner`): its annotations, the files it wrote, the settings that made them and the input's size
@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,81 @@ RECORD_VERSION = 1
 #: Where a run goes when no folder is named: this, else the same name numbered 2, 3...
 DEFAULT_OUT = Path("runs/predict")
 _TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what io.atomic_path leaves behind when a process is killed
+
+
+# ------------------------------------------------------------------------------------------------ results
+@dataclass
+class ItemResult:
+    """How one input went: ``status`` is ``ok``, ``skipped`` (complete from an earlier run) or ``error``;
+    ``bad_input`` for an error of the input itself (not an image, truncated...), which a new run cannot mend."""
+
+    name: str
+    status: str
+    error: str | None = None
+    images: int = 0
+    instances: int = 0
+    seconds: float = 0.0
+    bad_input: bool = False
+
+
+@dataclass
+class RunSummary:
+    """Counts of a run; ``exit_code`` is 0 when every input succeeded, else 1."""
+
+    out: Path
+    results: list[ItemResult] = field(default_factory=list)
+    predictions: Path | None = None
+
+    def _count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def succeeded(self) -> int:
+        return self._count("ok")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def failed(self) -> int:
+        return self._count("error")
+
+    @property
+    def retryable(self) -> int:
+        """Failed inputs that were readable (an error while segmenting or writing): a new run may succeed."""
+        return sum(r.status == "error" and not r.bad_input for r in self.results)
+
+    @property
+    def images(self) -> int:
+        """Images and video frames segmented in this run (skipped inputs not counted)."""
+        return sum(r.images for r in self.results if r.status == "ok")
+
+    @property
+    def instances(self) -> int:
+        return sum(r.instances for r in self.results if r.status != "error")
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def rows(self) -> list[tuple[str, Any]]:
+        """(what, count) rows of the end-of-run table."""
+        per_image = self.seconds / self.images if self.images else 0.0
+        return [
+            ("inputs", len(self.results)),
+            ("succeeded", self.succeeded),
+            ("skipped (already complete)", self.skipped),
+            ("failed", self.failed),
+            ("images and frames segmented", self.images),
+            ("instances", self.instances),
+            ("seconds", f"{self.seconds:.1f}"),
+            ("seconds per image", f"{per_image:.3f}" if self.images else "-"),
+        ]
 
 
 # ------------------------------------------------------------------------------------------------ records

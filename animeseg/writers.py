@@ -11,6 +11,9 @@ Layout under the output folder, for an input whose key is ``sub/a`` (see :class:
                instance; tracked instances go to one folder per track instead (:func:`track_cutout_path`)
 ``overlays``   ``overlays/sub/a.jpg``: the image with coloured masks, boxes, labels and scores
 ``txt``        ``labels/sub/a.txt``: YOLO-seg labels (``class x1 y1 x2 y2 ...``, normalised)
+``labelme``    ``labelme/sub/a.json``: a LabelMe 5.x file (:func:`animeseg.labelme.document`) beside a copy of
+               the image (``labelme/sub/a.jpg``), to correct in LabelMe and build a dataset from; a video's
+               frames go to a folder per video: ``labelme/<video key>/<frame, 6 digits>.json`` (and ``.jpg``)
 ``video``      ``videos/<key>.mp4``: an annotated copy of each input video
 ``layers``     ``layers/sub/a.psd``: a layered Photoshop file per image (:func:`layered_image`): the image at
                the bottom, one layer per character above it, occluders above the occluded; images only
@@ -26,6 +29,7 @@ coloured and labelled by track in overlays and carry ``track_id`` in predictions
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +37,30 @@ import numpy as np
 
 from animeseg import cocojson
 from animeseg._lazy import cv2
+from animeseg.cocojson import plain
 from animeseg.instances import Instances
-from animeseg.io import atomic_path, write_bytes, write_image, write_json, write_text
-from animeseg.masks import mask_to_box, mask_to_contours, mask_to_polygon, occlusion_order
+from animeseg.io import atomic_path, encode_image, write_bytes, write_image, write_json, write_text
+from animeseg.labelme import document
+from animeseg.masks import mask_to_box, mask_to_polygon, occlusion_order
 from animeseg.matte import ALPHA_MODES, matte
+from animeseg.overlay import render_overlay
 from animeseg.psd import Layer, composite, encode_psd
 from animeseg.yolo_labels import format_line, is_writable
 
-SAVE_KINDS = ("json", "masks", "cutouts", "overlays", "semantic", "txt", "video", "layers", "frame-layers")
+SAVE_KINDS = (
+    "json",
+    "masks",
+    "cutouts",
+    "overlays",
+    "semantic",
+    "txt",
+    "labelme",
+    "video",
+    "layers",
+    "frame-layers",
+)
 #: Per-image outputs (everything but the run-level json and the per-video video).
-IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt", "layers", "frame-layers")
+IMAGE_KINDS = ("masks", "cutouts", "overlays", "semantic", "txt", "labelme", "layers", "frame-layers")
 #: The layered file: ``layers`` writes it for images, ``frame-layers`` for video frames (see the runner).
 LAYER_KINDS = ("layers", "frame-layers")
 PREDICTIONS = "predictions.json"
@@ -53,35 +71,11 @@ KIND_FOLDERS = {
     "cutouts": "cutouts",
     "overlays": "overlays",
     "txt": "labels",
+    "labelme": "labelme",
     "video": "videos",
     "layers": "layers",
     "frame-layers": "layers",
 }
-
-# Distinct, colour-blind-friendly-ish colours (RGB), cycled per instance.
-PALETTE = np.array(
-    [
-        (255, 56, 56),
-        (72, 249, 10),
-        (0, 194, 255),
-        (255, 178, 29),
-        (207, 210, 49),
-        (146, 204, 23),
-        (61, 219, 134),
-        (26, 147, 52),
-        (0, 212, 187),
-        (44, 153, 168),
-        (52, 69, 147),
-        (100, 115, 255),
-        (0, 24, 236),
-        (132, 56, 255),
-        (82, 0, 133),
-        (203, 56, 255),
-        (255, 149, 200),
-        (255, 55, 199),
-    ],
-    dtype=np.uint8,
-)
 
 
 def parse_save(text: str | Iterable[str]) -> list[str]:
@@ -128,6 +122,12 @@ def overlay_path(key: str) -> str:
 
 def label_path(key: str) -> str:
     return f"{KIND_FOLDERS['txt']}/{key}.txt"
+
+
+def labelme_path(key: str, suffix: str = ".json") -> str:
+    """The LabelMe file of an image (``suffix`` another: the copy of its image beside it); a video frame's key
+    ``clip#000012`` gives ``labelme/clip/000012.json``, a folder per video, as LabelMe opens folders."""
+    return f"{KIND_FOLDERS['labelme']}/{key.replace('#', '/')}{suffix}"
 
 
 def layers_path(key: str) -> str:
@@ -237,43 +237,16 @@ def yolo_seg_lines(instances: Instances, epsilon: float = 0.5) -> list[str]:
     return lines
 
 
-def render_overlay(image: np.ndarray, instances: Instances, alpha: float = 0.45) -> np.ndarray:
-    """RGB (H, W, 3) uint8: ``image`` with each instance's mask tinted in its colour, its outline, its box and a
-    ``name score`` label. Tracked instances take their track's colour and a ``#id name score`` label, so a
-    character keeps its colour through a video. Text uses OpenCV's built-in Hershey font (no font files)."""
-    out = np.ascontiguousarray(image[..., :3]).copy()
-    h, w = out.shape[:2]
-    thick = max(1, round(min(h, w) / 320))
-    scale = max(0.4, min(h, w) / 600)
-    names = instances.class_names()
-    tracks = instances.track_ids
-    # a track's colour is fixed by its id; untracked instances are coloured by position
-    slots = [int(t) for t in tracks] if tracks is not None else list(range(len(instances)))
-    for i in range(len(instances)):
-        colour = PALETTE[slots[i] % len(PALETTE)]
-        m = instances.masks[i]
-        out[m] = (out[m] * (1 - alpha) + colour * alpha + 0.5).astype(np.uint8)
-    for i in range(len(instances)):
-        colour = tuple(int(c) for c in PALETTE[slots[i] % len(PALETTE)])
-        contours = [np.round(c).astype(np.int32).reshape(-1, 1, 2) for c in mask_to_contours(instances.masks[i])]
-        if contours:
-            cv2.polylines(out, contours, True, colour, thick, cv2.LINE_AA)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in instances.boxes[i])
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
-        label = f"{names[i]} {float(instances.scores[i]):.2f}"
-        if tracks is not None:
-            label = f"#{int(tracks[i])} {label}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y1 + th + base + 2)
-        tx = int(np.clip(x1, 0, max(0, w - tw)))
-        cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty + base // 2), colour, -1)
-        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-        text = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        cv2.putText(out, label, (tx, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, text, thick, cv2.LINE_AA)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ writing
+@dataclass(frozen=True)
+class WriteOptions:
+    """How :func:`write_image_outputs` writes (its keyword arguments of the same names): the cut-outs'
+    ``alpha``, and whether LabelMe files embed their image (``labelme_image_data``)."""
+
+    alpha: str = "binary"
+    labelme_image_data: bool = False
+
+
 def write_image_outputs(
     out: str | Path,
     key: str,
@@ -283,6 +256,8 @@ def write_image_outputs(
     *,
     alpha: str = "binary",
     track_path: Callable[[int], str] | None = None,
+    source: Path | None = None,
+    labelme_image_data: bool = False,
 ) -> list[str]:
     """Write every per-image output in ``save`` for one image (or video frame) and return their paths relative
     to ``out`` (POSIX), in writing order. ``json`` and ``video`` are not per-image and are ignored here.
@@ -291,6 +266,8 @@ def write_image_outputs(
     id to its cut-out's path (see :func:`track_cutout_path`): tracked instances are written there instead of
     ``cutouts/<key>_<i>.png``. ``layers`` and ``frame-layers`` both mean the layered file here; which inputs
     get it is the caller's choice (:func:`animeseg.runner.run`: images for one, video frames for the other).
+    ``source`` is the file ``image`` was read from (None for a video frame), copied beside its LabelMe file;
+    ``labelme_image_data`` also embeds the image in that file (``imageData``).
     """
     out = Path(out)
     save = set(save)
@@ -327,11 +304,35 @@ def write_image_outputs(
         lines = yolo_seg_lines(instances)
         write_text(out / label_path(key), "".join(line + "\n" for line in lines))
         written.append(label_path(key))
+    if "labelme" in save:
+        written += write_labelme(out, key, image, instances, source, labelme_image_data)
     if layered:
         merged, layers = layered_image(image, instances, fulls, alpha=alpha)
         write_bytes(out / layers_path(key), encode_psd(merged, layers))
         written.append(layers_path(key))
     return written
+
+
+#: Inputs copied as they are beside their LabelMe file (LabelMe and animeseg decode them alike); other images
+#: are written as PNG, video frames as JPEG, from the pixels segmented.
+LABELME_COPIED = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def write_labelme(
+    out: Path, key: str, image: np.ndarray, instances: Instances, source: Path | None = None, image_data: bool = False
+) -> list[str]:
+    """The ``labelme`` kind of one image: a copy of the image, then its LabelMe file naming it (``imagePath``),
+    with the image embedded too when ``image_data``; returns both paths relative to ``out``."""
+    if source is not None and source.suffix.lower() in LABELME_COPIED:
+        suffix, data = source.suffix.lower(), source.read_bytes()
+    else:
+        suffix = ".png" if source is not None else ".jpg"
+        data = encode_image(image, suffix, quality=95)
+    picture, label_file = labelme_path(key, suffix), labelme_path(key)
+    write_bytes(out / picture, data)
+    doc = document(instances, Path(picture).name, data if image_data else None)
+    write_json(out / label_file, doc, indent=2)  # indented as LabelMe writes it: people read and diff these
+    return [picture, label_file]
 
 
 class VideoOutput:
@@ -438,22 +439,3 @@ def image_annotations(instances: Instances) -> list[dict[str, Any]]:
         if instances.track_ids is not None:
             ann["track_id"] = int(instances.track_ids[i])
     return anns
-
-
-def plain(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays turned into JSON-ready Python values (refiners may record them)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return round(float(value), 5)
-    if isinstance(value, float):
-        return round(value, 5)
-    return value

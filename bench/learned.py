@@ -158,7 +158,7 @@ def bench_accuracy(
                 iou=settings["iou"],
                 threshold=settings["conf"],
                 device="cpu",
-                refiner=ref,
+                refine=ref,
                 out=Path(tmp) / name,
             )
             scores = m["results"]["refined" if ref is not None else "raw"]

@@ -65,9 +65,9 @@ def main() -> None:
         conf = args.conf if args.conf is not None else W.model_settings(model)["conf"]
         with tempfile.TemporaryDirectory() as tmp:
             low = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=0.001, threshold=conf,
-                           device="cpu", refiner=refiner, out=Path(tmp) / "low", **extra)  # fmt: skip
+                           device="cpu", refine=refiner, out=Path(tmp) / "low", **extra)  # fmt: skip
             dflt = evaluate(model, args.heldout, split="train", imgsz=imgsz, conf=conf, threshold=conf,
-                            device="cpu", refiner=refiner, out=Path(tmp) / "dflt", **extra)  # fmt: skip
+                            device="cpu", refine=refiner, out=Path(tmp) / "dflt", **extra)  # fmt: skip
         seg = Segmenter(model, imgsz=imgsz, conf=conf, device="cpu")
         decoded = [read_image(p) for p in images[:30]]
         seg(decoded[0])

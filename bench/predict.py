@@ -61,7 +61,7 @@ def bench_accuracy(seeds: list[int], count: int, tmp: Path) -> list[str]:
     from animeseg.refine import build_refiner
 
     yolo = import_ultralytics().YOLO(str(ONNX), task="segment")
-    seg = Segmenter(ONNX, imgsz=320, classes=[0], refiner=build_refiner("grabcut"))
+    seg = Segmenter(ONNX, imgsz=320, classes=[0], refine=build_refiner("grabcut"))
     rows = [
         "| composites | images / characters | Ultralytics AP | Segmenter AP | + grabcut AP | gain | refined "
         "| instances in = out | grabcut s/image |",
@@ -184,7 +184,7 @@ def bench_sam(tmp: Path, repeats: int) -> list[str]:
     ckpt = save_sam(build_sam("vit_b"), tmp / "sam_b.pt")  # Ultralytics picks its SAM builder by file name
     refiner = build_refiner("sam", ckpt, device="cpu")
     clock = EncoderClock(refiner.model.image_encoder)
-    seg = Segmenter(ONNX, refiner=refiner, imgsz=320, classes=[0])
+    seg = Segmenter(ONNX, refine=refiner, imgsz=320, classes=[0])
     image = make_composites(RENPY, 1, seed=300, size=(1280, 720), max_sprites=3)[0].image
     h, w = image.shape[:2]
     seg.detect(image)  # warm-up

@@ -294,9 +294,9 @@ def bench_steady(rounds: int = 3) -> list[str]:
     settings = model_settings(packaged)
     detectors = {
         f"packaged model (imgsz {int(settings['imgsz'])}, conf {settings['conf']:g})": Segmenter(
-            packaged, imgsz=int(settings["imgsz"]), conf=settings["conf"], refiner=GrabCutRefiner()
+            packaged, imgsz=int(settings["imgsz"]), conf=settings["conf"], refine=GrabCutRefiner()
         ),
-        "COCO int8 ONNX (imgsz 320, people)": Segmenter(ONNX, refiner=GrabCutRefiner(), **YOLO_ARGS),
+        "COCO int8 ONNX (imgsz 320, people)": Segmenter(ONNX, refine=GrabCutRefiner(), **YOLO_ARGS),
     }
     rows = [
         "| detector | instances | detect (s / image) | GrabCut (s / image) | detect + GrabCut vs detect |",

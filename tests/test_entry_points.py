@@ -203,6 +203,35 @@ def test_explicit_options_win_over_the_models_defaults(no_trained):
     defaults = model_defaults(W.packaged_model())
     assert (seg.settings.conf, seg.settings.imgsz, seg.settings.iou) == (0.3, 320, defaults.detect.iou)
     assert (seg.refiner.name if seg.refiner is not None else "none") == defaults.refine
-    assert Segmenter(refiner="grabcut").refiner.name == "grabcut"
-    assert Segmenter(refiner="none").refiner is None
+    assert Segmenter(refine="grabcut").refiner.name == "grabcut"
+    assert Segmenter(refine="none").refiner is None
     assert Segmenter(classes=[0]).settings.classes == (0,)
+
+
+def test_the_library_takes_the_command_lines_refine(no_trained, tmp_path, capsys):
+    """`segment(image, refine="none")` is `predict --refine none`; `refine=` is the word of `--refine` in
+    `segment`, `cut` and `Segmenter` (`refiner=` still accepted), and a keyword nobody takes is one TypeError
+    listing the accepted ones."""
+    out = tmp_path / "predict"
+    code, err = run_cli(capsys, "predict", EXAMPLE, "--refine", "none", "--save", "json", "--out", out)
+    assert code == 0, err
+    cli = _annotations(json.loads((out / "predictions.json").read_text()))
+    assert all(a["refine"]["method"] == "none" for a in cli)
+    _same(cli, _from_instances(animeseg.segment(EXAMPLE, refine="none")))
+    _same(cli, _from_instances(animeseg.segment(read_image(EXAMPLE), refiner="none")))  # the other name
+    assert Segmenter(refiner="none").refiner is None
+
+    cut = animeseg.cut(EXAMPLE, refine="none")
+    masks = animeseg.segment(EXAMPLE, refine="none").masks
+    assert ((cut[..., 3] > 0) == masks.any(0)).all()
+
+    for name, call in (
+        ("segment", lambda: animeseg.segment(EXAMPLE, refin="none")),
+        ("cut", lambda: animeseg.cut(EXAMPLE, refin="none")),
+        ("Segmenter", lambda: Segmenter(refin="none")),
+    ):
+        accepted = r"it accepts .*\brefine\b.*conf"
+        with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'refin'; {accepted}"):
+            call()
+    with pytest.raises(TypeError, match="refine= and its other name refiner="):
+        animeseg.segment(EXAMPLE, refine="none", refiner="grabcut")

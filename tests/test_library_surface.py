@@ -87,7 +87,7 @@ def test_segmenter_is_silent(tmp_path, shared_onnx, scenes):
         from animeseg.io import read_image
         from animeseg.predict import Segmenter
         from animeseg.refine import build_refiner
-        seg = Segmenter(os.environ["MODEL"], refiner=build_refiner("grabcut"), imgsz=320, classes=[0])
+        seg = Segmenter(os.environ["MODEL"], refine=build_refiner("grabcut"), imgsz=320, classes=[0])
         inst = seg(read_image({str(scenes / "scene0.png")!r}))
         json.dump({{"instances": len(inst), "refined": sum(r["refined"] for r in inst.refine)}},
                   open(os.environ["WORK"] + "/result.json", "w"))
@@ -154,7 +154,7 @@ def test_evaluation_is_silent(tmp_path, shared_onnx):
         work = Path(os.environ["WORK"])
         steps = []
         metrics = evaluate(os.environ["MODEL"], {str(data)!r}, classes={{"person": "character"}}, imgsz=320,
-                           refiner=build_refiner("grabcut"), out=work / "eval", on_progress=steps.append)
+                           refine=build_refiner("grabcut"), out=work / "eval", on_progress=steps.append)
         json.dump({{"evaluated": metrics["images"]["evaluated"], "steps": len(steps),
                    "variants": sorted(metrics["results"])}}, open(work / "result.json", "w"))
         """,

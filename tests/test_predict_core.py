@@ -194,7 +194,7 @@ def test_sam_refine_encodes_once_per_image(tiny_pt, tiny_sam):
     from animeseg.refine import build_refiner
 
     refiner = build_refiner("sam", tiny_sam, device="cpu")
-    seg = Segmenter(tiny_pt, refiner=refiner, imgsz=64, conf=0.0, max_det=20, contained=1.0)
+    seg = Segmenter(tiny_pt, refine=refiner, imgsz=64, conf=0.0, max_det=20, contained=1.0)
     images = [_image(80, 120, seed=s) for s in range(3)]
     counts = []
     for img in images:
@@ -316,7 +316,7 @@ def test_grabcut_raises_mask_ap_on_anime_composites(shared_onnx, composites):
     """Acceptance 2: --refine grabcut raises COCO mask AP by at least +0.06 and loses no instance."""
     from animeseg.refine import build_refiner
 
-    seg = Segmenter(shared_onnx, imgsz=320, classes=[0], refiner=build_refiner("grabcut"))
+    seg = Segmenter(shared_onnx, imgsz=320, classes=[0], refine=build_refiner("grabcut"))
     plain, refined = [], []
     for c in composites:
         detected = seg.detect(c.image)
@@ -345,7 +345,7 @@ def test_a_new_refiner_is_one_class(tiny_pt):
             return Candidates(np.array(grown, bool).reshape(len(masks), 2, *masks.shape[1:]), np.ones((len(masks), 2)))
 
     assert isinstance(DilateRefiner(), Refiner)
-    seg = Segmenter(tiny_pt, refiner=DilateRefiner(), imgsz=64, conf=0.0, max_det=3)
+    seg = Segmenter(tiny_pt, refine=DilateRefiner(), imgsz=64, conf=0.0, max_det=3)
     img = _image(seed=5)
     out = seg(img)
     assert len(out) == len(seg.detect(img)) > 0

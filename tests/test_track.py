@@ -21,8 +21,9 @@ from animeseg.cli import main
 from animeseg.instances import Instances
 from animeseg.io import read_rgba
 from animeseg.masks import decode_rle
+from animeseg.overlay import PALETTE, render_overlay
 from animeseg.track import Tracker, TrackingSegmenter, lone_images, sequence_of
-from animeseg.writers import PALETTE, image_annotations, render_overlay, track_cutout_path
+from animeseg.writers import image_annotations, track_cutout_path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -170,7 +171,7 @@ def test_refined_masks_keep_their_detections_track(renpy, shared_onnx):
 
     clip = make_clip(renpy, CROSSING, frames=16)
     plain = TrackingSegmenter(Segmenter(shared_onnx, imgsz=320, classes=[0]))
-    refined = TrackingSegmenter(Segmenter(shared_onnx, imgsz=320, classes=[0], refiner=build_refiner("grabcut")))
+    refined = TrackingSegmenter(Segmenter(shared_onnx, imgsz=320, classes=[0], refine=build_refiner("grabcut")))
     plain.start("walk#")
     refined.start("walk#")
     changed, tracks = 0, set()

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animeseg.cocojson import plain
 from animeseg.instances import Instances
 from animeseg.io import read_image, read_mask, read_rgba
 from animeseg.masks import decode_rle, mask_iou, polygon_to_mask
 from animeseg.media import expand_sources, iter_frames, video_fps
+from animeseg.overlay import render_overlay
 from animeseg.writers import (
     PredictionsBuilder,
     VideoOutput,
     image_annotations,
     parse_save,
-    plain,
-    render_overlay,
     write_image_outputs,
     yolo_seg_lines,
 )
@@ -54,7 +54,7 @@ def test_parse_save():
     assert parse_save("masks,json") == ["json", "masks"]
     assert parse_save(" Masks , overlays ,") == ["masks", "overlays"]
     assert parse_save("all") == [
-        "json", "masks", "cutouts", "overlays", "semantic", "txt", "video", "layers", "frame-layers"
+        "json", "masks", "cutouts", "overlays", "semantic", "txt", "labelme", "video", "layers", "frame-layers"
     ]  # fmt: skip
     assert parse_save(["json", "txt,video"]) == ["json", "txt", "video"]
     with pytest.raises(ValueError, match="unknown output kind 'mask'"):
@@ -136,7 +136,7 @@ def test_overlay_draws_labels_even_at_the_top_edge(scene):
     # it (a tint alone only blends colours, it never paints the exact palette colour over a whole block)
     import cv2
 
-    from animeseg.writers import PALETTE
+    from animeseg.overlay import PALETTE
 
     label = f"{inst.class_names()[0]} {float(inst.scores[0]):.2f}"
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)

@@ -96,7 +96,7 @@ def evaluate(
             max_det=max_det,
             threshold=threshold,
             device=torch_device,
-            refiner=refiner,
+            refine=refiner,
             out=out,
             on_progress=bars,
             runtime=runtime,

@@ -45,6 +45,14 @@ Stabilize = Annotated[
         "blending along the track), so edges do not flicker; --no-stabilize keeps every frame's own masks.",
     ),
 ]
+LabelmeImageData = Annotated[
+    bool,
+    typer.Option(
+        "--labelme-image-data",
+        help="With --save labelme: also embed each image in its LabelMe file (imageData, as LabelMe's own "
+        "option does), so the file stands alone; by default it names the copy beside it (imagePath).",
+    ),
+]
 Alpha = Annotated[
     str,
     typer.Option(
@@ -122,7 +130,9 @@ def predict(
         "--save",
         metavar="KINDS",
         help="Outputs, comma-separated: json (predictions.json), masks (0/255 PNG per instance), semantic (union "
-        "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), video "
+        "per image), cutouts (RGBA per character + whole image), overlays, txt (YOLO-seg labels), labelme (a "
+        "LabelMe file per image or video frame, beside a copy of it: correct it in LabelMe, then build a dataset "
+        "from the folder, see docs/data.md), video "
         "(annotated copy of each video; replaces per-frame overlays), layers (a layered PSD per image: the image, "
         "then one layer per character, occluders on top; with --alpha's cut-outs), frame-layers (the same PSD "
         "for every video frame), or all.",
@@ -147,6 +157,7 @@ def predict(
     tracker: Tracker = "bytetrack",
     stabilize: Stabilize = True,
     alpha: Alpha = "binary",
+    labelme_image_data: LabelmeImageData = False,
     runtime: options.Runtime = "auto",
 ) -> None:
     """Segment anime characters: YOLOv8-seg instances at full resolution, masks redrawn by the learned refiner.
@@ -201,6 +212,8 @@ def predict(
             warn("--no-stabilize is only used with --track; ignored")
     if alpha == "matte" and "cutouts" not in kinds:
         warn("--alpha matte only changes cut-outs; add cutouts to --save (ignored)")
+    if labelme_image_data and "labelme" not in kinds:
+        warn("--labelme-image-data only changes LabelMe files; add labelme to --save (ignored)")
 
     from animeseg.predict import LazySegmenter, SegmenterSpec, check_classes
 
@@ -226,6 +239,8 @@ def predict(
         "track": _tracker_stamp(tracker) if track else None,
         "alpha": alpha,
     }
+    if labelme_image_data:  # only runs that embed images have it: earlier records stay valid
+        signature["labelme_image_data"] = True
     if track:
         signature["stabilize"] = stabilize  # only tracked runs have it: untracked records stay valid
 
@@ -245,6 +260,7 @@ def predict(
             on_progress=bars,
             engine=run_on,
             alpha=alpha,
+            labelme_image_data=labelme_image_data,
         )
     print_run_summary(summary)
     if summary.exit_code:

@@ -76,7 +76,7 @@ class ProgressBars:
 
 
 def print_run_summary(summary: Any) -> None:
-    """The end-of-run table of ``animeseg predict`` (a :class:`animeseg.runner.RunSummary`)."""
+    """The end-of-run table of ``animeseg predict`` (a :class:`animeseg.runs.RunSummary`)."""
     from animeseg.cli.console import console, summary_table
 
     console.print(summary_table(f"animeseg predict -> {summary.out}", ["", "count"], summary.rows()))

@@ -2,8 +2,8 @@
 
 Each batch gets its own folder under the server's jobs folder: ``inputs/`` (the uploads, removed when the batch
 ends), ``out/`` (written by :func:`animeseg.runner.run`, exactly as ``animeseg predict --save
-json,masks,cutouts,overlays,layers`` writes it) and the zip of ``out/``. A batch in which nothing succeeded, or that
-raises, leaves no folder behind; every file is written atomically, so nothing is ever half-written.
+json,masks,cutouts,overlays,labelme,layers`` writes it) and the zip of ``out/``. A batch in which nothing
+succeeded, or that raises, leaves no folder behind; every file is written atomically, so nothing is ever half-written.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from animeseg.runs import RECORDS
 from animeseg.writers import PREDICTIONS, cutout_path, mask_path, overlay_path
 
 #: What the page writes for each input: what its zip holds (``layers``: a PSD per image, not per video frame).
-PAGE_SAVE = ("json", "masks", "cutouts", "overlays", "layers")
+PAGE_SAVE = ("json", "masks", "cutouts", "overlays", "labelme", "layers")
 #: Longest video the page takes (frames); longer ones are refused with a pointer to ``animeseg predict``.
 MAX_VIDEO_FRAMES = 600
 

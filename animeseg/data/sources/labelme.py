@@ -18,92 +18,18 @@ next to the JSON file with the same name.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
-import math
-import re
 from collections import Counter
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
 
 from animeseg.data.example import CrowdItem, EmptyItem, Example, SkipItem, copyable, fit_size, resize_image, resize_mask
 from animeseg.data.sources.base import Listing, Source, Task, relative
 from animeseg.errors import InputError
-from animeseg.io import IMAGE_EXTS, _pil_open, list_files, read_image
-
-REGION_SHAPES = ("polygon", "rectangle", "circle", "mask", "oriented_rectangle")
-_INSTANCE_SUFFIX = re.compile(r"^(.+)-(\d+)$")
-
-
-def base_label(label: str) -> str:
-    """``person-2`` -> ``person`` (LabelMe 3.x instance naming); other labels unchanged."""
-    m = _INSTANCE_SUFFIX.match(label)
-    return m.group(1) if m else label
-
-
-def decode_image_data(data: str, where: Path) -> np.ndarray:
-    """LabelMe's embedded ``imageData`` (base64 of the image file) -> upright RGB uint8."""
-    try:
-        raw = base64.b64decode(data, validate=False)
-        im = _pil_open(io.BytesIO(raw))
-        im.load()
-        im = ImageOps.exif_transpose(im)
-    except (binascii.Error, ValueError, OSError) as e:
-        raise SkipItem(where, f"imageData does not decode as an image ({e})") from None
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = np.asarray(im.convert("RGBA"), np.float32)
-        a = rgba[..., 3:] / 255.0
-        return np.clip(rgba[..., :3] * a + 255.0 * (1 - a) + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.uint8))
-
-
-def shape_mask(shape: dict[str, Any], shape_type: str, height: int, width: int) -> np.ndarray:
-    """One LabelMe region shape -> (H, W) bool, drawn as LabelMe draws it. Raises ValueError with the reason."""
-    points = shape.get("points")
-    if not isinstance(points, list) or not all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p) for p in points
-    ):
-        raise ValueError("points are not a list of [x, y]")
-    xy = [(float(x), float(y)) for x, y in points]
-    if shape_type == "mask":
-        encoded = shape.get("mask")
-        if not isinstance(encoded, str) or len(xy) < 1:
-            raise ValueError("mask shape without a base64 'mask' image")
-        try:
-            patch = np.asarray(_pil_open(io.BytesIO(base64.b64decode(encoded)))).astype(bool)
-        except (binascii.Error, ValueError, OSError) as e:
-            raise ValueError(f"mask image does not decode ({e})") from None
-        if patch.ndim == 3:
-            patch = patch.any(-1)
-        out = np.zeros((height, width), bool)
-        x1, y1 = (int(round(v)) for v in xy[0])
-        ph, pw = patch.shape
-        ys, ye = max(y1, 0), min(y1 + ph, height)
-        xs, xe = max(x1, 0), min(x1 + pw, width)
-        if ys < ye and xs < xe:
-            out[ys:ye, xs:xe] = patch[ys - y1 : ye - y1, xs - x1 : xe - x1]
-        return out
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    if shape_type == "rectangle" and len(xy) == 2:
-        (x0, y0), (x1, y1) = xy
-        draw.rectangle(((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), outline=1, fill=1)
-    elif shape_type == "circle":
-        if len(xy) != 2:
-            raise ValueError(f"circle with {len(xy)} points (needs centre and one point on the edge)")
-        (cx, cy), (px, py) = xy
-        d = math.hypot(cx - px, cy - py)
-        draw.ellipse(((cx - d, cy - d), (cx + d, cy + d)), outline=1, fill=1)
-    else:  # polygon, oriented_rectangle, 4-point rectangles
-        if len(xy) < 3:
-            raise ValueError(f"{shape_type} with {len(xy)} point{'s' if len(xy) != 1 else ''} (needs at least 3)")
-        draw.polygon(xy, outline=1, fill=1)
-    return np.asarray(canvas, dtype=bool)
+from animeseg.io import IMAGE_EXTS, list_files, read_image
+from animeseg.labelme import REGION_SHAPES, base_label, decode_image_data, instance_label, shape_mask
 
 
 class LabelmeSource(Source):
@@ -128,7 +54,10 @@ class LabelmeSource(Source):
                     raise SkipItem(p, e.problem) from None
             tried.append(f"imagePath '{image_path}' not found")
         if isinstance(data.get("imageData"), str) and data["imageData"]:
-            return decode_image_data(data["imageData"], path), None, "(imageData)"
+            try:
+                return decode_image_data(data["imageData"]), None, "(imageData)"
+            except ValueError as e:
+                raise SkipItem(path, str(e)) from None
         for ext in IMAGE_EXTS:
             for cand in (path.with_suffix(ext), path.with_suffix(ext.upper())):
                 if cand.is_file():
@@ -188,7 +117,7 @@ class LabelmeSource(Source):
             gid = shape.get("group_id")
             if isinstance(gid, int) and not isinstance(gid, bool):
                 key: tuple[Any, ...] = (cls, "group", gid)
-            elif _INSTANCE_SUFFIX.match(label):
+            elif instance_label(label):
                 key = (cls, "label", label)
             else:
                 key = (cls, "shape", k)
