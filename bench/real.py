@@ -134,7 +134,7 @@ def main() -> None:
     chosen = (("imgsz", args.imgsz), ("conf", args.conf), ("zoom_out", args.zoom_out))
     options = {k: v for k, v in chosen if v is not None}
     if args.refine is not None:
-        options["refiner"] = None if args.refine == "none" else args.refine
+        options["refine"] = None if args.refine == "none" else args.refine
     seg = Segmenter(args.model, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

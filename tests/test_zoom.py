@@ -56,9 +56,9 @@ def test_zoomed_out_finds_a_frame_filling_figure_at_full_size():
 def test_segmenter_looks_again_only_when_nothing_is_found():
     image, _ = portrait()
     det = SmallOnly()
-    off = Segmenter(detector=det, refiner=None)
+    off = Segmenter(detector=det, refine=None)
     assert len(off.detect(image)) == 0 and len(det.seen) == 1
-    on = Segmenter(detector=det, refiner=None, zoom_out=2.5)
+    on = Segmenter(detector=det, refine=None, zoom_out=2.5)
     assert len(on.detect(image)) == 1 and len(det.seen) == 3
     small = np.full((300, 200, 3), 255, np.uint8)
     small[100:200, 80:120] = (230, 20, 20)  # found at once: no second look
