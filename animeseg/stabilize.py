@@ -28,7 +28,9 @@ than ``min_agreement`` IoU (a jump the motion estimate missed, a sudden change o
 current mask (still snapped). A track that was in the previous frame but has no detection in this one (a
 character the detector misses while it is partly hidden) is *carried*: its warped mask, less what the others
 claim, is reported for up to ``carry`` frames while at least ``keep`` of its last area remains, with its last
-class and score and the refine record ``{"method": "carried", ...}``.
+class and score and the refine record ``{"method": "carried", ...}``. A detector that loses a character behind
+another often merges what shows of it into the front one's mask; so where a missing track's moved mask lies,
+a detected track keeps only the pixels its own moved past explains, and the rest goes to the carried track.
 """
 
 from __future__ import annotations
@@ -110,6 +112,17 @@ class MaskStabilizer:
         claimed = masks.sum(axis=0, dtype=np.int32)
         out = masks.copy()
         alphas = None if instances.alphas is None else instances.alphas.copy()
+        # the tracks of the previous frame missing from this one, moved to where they are now: a detector that
+        # merges a character hidden behind another into the front one's mask gives those pixels back to it
+        missing: dict[int, tuple[_TrackState, np.ndarray, tuple[int, int, int, int], np.ndarray]] = {}
+        behind = np.zeros(gray.shape, bool)
+        for track in sorted(set(self._tracks) - {int(t) for t in ids}):
+            state = self._recent(track)
+            moved = None if state is None or state.carried >= self.carry else self._moved(gray, snap, state)
+            if moved is not None:
+                missing[track] = (state, *moved)
+                x1, y1, x2, y2 = moved[1]
+                behind[y1:y2, x1:x2] |= moved[2] >= 0.5
         tracks: dict[int, _TrackState] = {}
         for i, track in enumerate(int(t) for t in ids):
             if track < 0:
@@ -117,17 +130,16 @@ class MaskStabilizer:
             state = self._recent(track)
             others = (claimed - masks[i]) > 0  # pixels another instance of this frame claims
             alpha = None if alphas is None else alphas[i]
-            soft, x, y, motion = self._track(gray, rgb, snap, state, out[i], alpha, instances.boxes[i], others)
+            soft, x, y, motion = self._track(
+                gray, rgb, snap, state, out[i], alpha, instances.boxes[i], others, behind if missing else None
+            )
             score, cls = float(instances.scores[i]), int(instances.classes[i])
             tracks[track] = _TrackState(soft, x, y, out[i], self._frame, motion, score, cls)
 
         extra: list[tuple[int, _TrackState]] = []
         taken = out.any(axis=0) if n else np.zeros(gray.shape, bool)
-        for track in sorted(set(self._tracks) - set(tracks)):
-            state = self._recent(track)
-            if state is None or state.carried >= self.carry:
-                continue
-            carried = self._carry(gray, rgb, snap, state, taken)
+        for track, (state, motion, crop, soft) in missing.items():
+            carried = self._carry(rgb, snap, state, motion, crop, soft, taken)
             if carried is not None:
                 tracks[track] = carried
                 extra.append((track, carried))
@@ -169,9 +181,11 @@ class MaskStabilizer:
         alpha: np.ndarray | None,
         box: np.ndarray,
         others: np.ndarray,
+        behind: np.ndarray | None,
     ) -> tuple[np.ndarray, int, int, np.ndarray]:
         """Stabilises one detected track's ``mask`` (H, W) bool and ``alpha`` (H, W) uint8 or None in place;
-        returns its new soft state (crop and origin) and its motion."""
+        returns its new soft state (crop and origin) and its motion. ``behind`` (H, W) bool: where the tracks
+        missing from this frame's detections are now."""
         h, w = mask.shape
         area = int(mask.sum())
         if area == 0:
@@ -194,6 +208,12 @@ class MaskStabilizer:
         motion = STILL
         if state is not None:
             motion, warped = self._past(gray, state, mask, cur, crop)
+            if warped is not None and behind is not None:
+                # what this track's own past does not explain but a missing track's does: not this track's
+                lost = behind[y1:y2, x1:x2] & cur & (warped < 0.5)
+                cur &= ~lost
+                free &= ~lost
+                mine = np.where(lost, np.float32(0), mine)
             if warped is not None:
                 kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
                 c8 = cur.astype(np.uint8)
@@ -222,11 +242,11 @@ class MaskStabilizer:
                 return candidate, warped
         return motion, None
 
-    def _carry(
-        self, gray: np.ndarray, rgb: np.ndarray, snap: int, state: _TrackState, taken: np.ndarray
-    ) -> _TrackState | None:
-        """The state of a track carried through a frame without its detection, or None when too little of it
-        would remain (it left the frame, or is hidden)."""
+    def _moved(
+        self, gray: np.ndarray, snap: int, state: _TrackState
+    ) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray] | None:
+        """A track missing from this frame's detections moved by its motion (estimated from the frames, else its
+        last): the motion, the crop it lands on and its soft mask there; None when it left the frame."""
         h, w = gray.shape
         motion = estimate_motion(self._gray, gray, state.mask, None, fallback=state.motion)
         sh, sw = state.soft.shape
@@ -237,7 +257,22 @@ class MaskStabilizer:
         x2, y2 = min(int(np.ceil(corners[:, 0].max())) + pad, w), min(int(np.ceil(corners[:, 1].max())) + pad, h)
         if x2 - x1 < 2 or y2 - y1 < 2:
             return None
-        soft = warp(state.soft, state.x, state.y, motion, (x1, y1, x2, y2))
+        return motion, (x1, y1, x2, y2), warp(state.soft, state.x, state.y, motion, (x1, y1, x2, y2))
+
+    def _carry(
+        self,
+        rgb: np.ndarray,
+        snap: int,
+        state: _TrackState,
+        motion: np.ndarray,
+        crop: tuple[int, int, int, int],
+        soft: np.ndarray,
+        taken: np.ndarray,
+    ) -> _TrackState | None:
+        """The state of a track carried through a frame without its detection (moved by :meth:`_moved`), or
+        None when too little of it would remain outside ``taken`` (H, W) bool, what the detections kept."""
+        h, w = taken.shape
+        x1, y1, x2, y2 = crop
         if snap:
             soft = np.clip(guided_filter(_guide(rgb, x1, y1, x2, y2), soft, snap, self.eps), 0.0, 1.0)
         soft = np.where(taken[y1:y2, x1:x2], 0.0, soft).astype(np.float32)

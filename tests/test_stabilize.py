@@ -164,6 +164,26 @@ def test_crossing_characters_do_not_leak_into_each_other():
     assert after["dtssd"] < before["dtssd"] and after["iou"] >= before["iou"] - 0.01, (before, after)
 
 
+def test_a_character_merged_into_the_one_in_front_is_given_back():
+    a = [(40 + 6 * t, 30) for t in range(16)]  # walks right, behind
+    b = [(200 - 6 * t, 35) for t in range(16)]  # walks left, in front
+    frames, truth = _scene([a, b], seed=5)
+    detected = _detected(truth, seed=6)
+    for t in range(12, 15):  # the detector sees one character: the front one's mask swallows what shows of the other
+        merged = detected[t][np.array([1])]
+        merged.masks = (detected[t].masks[0] | detected[t].masks[1])[None]
+        merged.boxes = merged.boxes_from_masks()
+        detected[t] = merged
+    out = _stabilised(frames, detected)
+    for t in range(12, 15):  # the front one's mask is better than the merged one (most of all at first)
+        front = out[t].masks[out[t].track_ids.tolist().index(1)]
+        gain = mask_iou(front, truth[t].masks[1]) - mask_iou(detected[t].masks[0], truth[t].masks[1])
+        assert gain >= (0.15 if t == 12 else 0.02), (t, gain)
+    first = out[12]
+    assert first.track_ids.tolist() == [1, 0] and first.refine[1]["method"] == "carried"
+    assert mask_iou(first.masks[1], truth[12].masks[0]) >= 0.5  # the one behind, where it shows
+
+
 def test_a_missed_frame_is_carried_then_let_go():
     walk = [[(20 + 4 * t, 30) for t in range(12)]]
     frames, truth = _scene(walk, seed=7)
