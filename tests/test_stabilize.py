@@ -16,7 +16,7 @@ from animeseg._lazy import cv2
 from animeseg.data import synth
 from animeseg.instances import Instances
 from animeseg.masks import mask_iou
-from animeseg.motion import estimate_motion
+from animeseg.motion import centre_shift, estimate_motion
 from animeseg.stabilize import MaskStabilizer
 from animeseg.track import TrackingSegmenter
 
@@ -128,7 +128,8 @@ def test_motion_is_found_far_beyond_the_optical_flow_window():
     frames, truth = _scene([jump], seed=15)
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     detected = _detected(truth, seed=16)  # the guess (centre shift of wobbling masks) is a few px off
-    motion = estimate_motion(gray[0], gray[1], detected[0].masks[0], detected[1].masks[0])
+    guess = centre_shift(detected[0].masks[0], detected[1].masks[0])
+    motion = estimate_motion(gray[0], gray[1], detected[0].masks[0], guess)
     assert motion[:, 2] == pytest.approx([130, 8], abs=1.0)
     assert motion[:, :2] == pytest.approx(np.eye(2), abs=0.02)
 
