@@ -21,8 +21,9 @@ instances, which is exactly what :class:`animeseg.track.TrackingSegmenter` does 
 (``bench.clips.temporal_scores``): temporal error = mean over characters and frames of
 sum |(m_t - m_t-1) - (g_t - g_t-1)| / |g_t| (binary dtSSD), the same on alphas (the cut-outs' flicker: the
 refiner's alphas where there are, else the masks, against the sprites' true alphas), and mean mask IoU per
-character and frame. Cost: the
-stabiliser's milliseconds per frame, and with ``--cost`` the whole command's seconds (median of 3 runs each).
+character and frame. Cost: the stabiliser's milliseconds per frame, and with ``--cost`` the whole command's
+wall-clock and CPU seconds (medians of ``--rounds`` runs of each kind, interleaved). The ``no motion`` row is the
+default with every motion estimate replaced by none (what motion compensation buys).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -183,11 +185,16 @@ def stabilised(clip: Clip, plain: list, **settings) -> tuple[list, float]:
     return out, seconds / len(plain) * 1000
 
 
-def whole_run(path: Path, extra: list[str], out: Path) -> float:
+def whole_run(path: Path, extra: list[str], out: Path) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, all threads) of one ``animeseg predict clip --track`` run: on a
+    machine shared with other work the CPU time is the steadier measure of what the run itself costs."""
     cmd = [sys.executable, "-m", "animeseg", "predict", str(path), "--track", "--out", str(out), "--overwrite", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 @contextmanager
@@ -257,17 +264,19 @@ def main() -> None:
                 row(name, chars, "default", label, temporal_scores(clip.truth, masks), base, f"{ms:.1f}")
             if name in args.cost:
                 modes = {"raw": ["--refine", "none", "--no-stabilize"], "off": ["--no-stabilize"], "on": []}
-                runs: dict[str, list[float]] = {m: [] for m in modes}
+                runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
                 for _ in range(args.rounds):  # interleaved, so every kind sees the same load
                     for mode, extra in modes.items():
                         runs[mode].append(whole_run(path, extra, Path(tmp) / f"run-{mode}"))
-                raw, off, on = (statistics.median(runs[m]) for m in modes)
-                print(
-                    f"whole run {name}: --refine none --no-stabilize {raw:.2f} s, --no-stabilize {off:.2f} s, "
-                    f"default {on:.2f} s ({on / off:.2f}x the unstabilised, {on / raw:.2f}x the raw); all runs: "
-                    + ", ".join(f"{m} {' '.join(f'{v:.2f}' for v in runs[m])}" for m in modes),
-                    flush=True,
-                )
+                for k, unit in ((0, "s"), (1, "CPU s")):
+                    raw, off, on = (statistics.median(r[k] for r in runs[m]) for m in modes)
+                    print(
+                        f"whole run {name}: --refine none --no-stabilize {raw:.2f} {unit}, --no-stabilize "
+                        f"{off:.2f} {unit}, default {on:.2f} {unit} ({on / off:.2f}x the unstabilised, "
+                        f"{on / raw:.2f}x the raw); all runs: "
+                        + ", ".join(f"{m} {' '.join(f'{r[k]:.2f}' for r in runs[m])}" for m in modes),
+                        flush=True,
+                    )
     rows.append("")
     rows.append("| refiner, stabilise | mean temporal error vs raw | mean IoU - raw's |")
     rows.append("|---|---:|---:|")
