@@ -188,19 +188,31 @@ def from_alpha(image: np.ndarray, alpha: np.ndarray) -> Matte:
     return Matte(a, foreground, 0)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, subsample: int = 1) -> np.ndarray:
     """He et al.'s guided filter with a colour guide: ``src`` (h, w) float32 smoothed so that its edges follow
     the colour edges of ``guide`` (h, w, 3) float32 in [0, 1], over (2 radius + 1)-pixel boxes; ``eps`` sets how
-    strong an edge must be to be followed. Each pixel's 3x3 covariance is inverted in closed form."""
-    size = (2 * radius + 1, 2 * radius + 1)
+    strong an edge must be to be followed. Each pixel's 3x3 covariance is inverted in closed form. With
+    ``subsample`` s > 1 (He and Sun's fast guided filter) the linear coefficients are found on the guide and
+    source shrunk s times and enlarged back before they are applied to the full guide: about s^2 times less
+    work, the same edges to within a pixel or so."""
+    h, w = src.shape
+    small = subsample > 1 and min(h, w) >= 4 * subsample
+    if small:
+        size = (max(1, w // subsample), max(1, h // subsample))
+        guide_s = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        src_s = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
+        radius = max(1, round(radius / subsample))
+    else:
+        guide_s, src_s = guide, src
+    box_size = (2 * radius + 1, 2 * radius + 1)
 
     def box(x: np.ndarray) -> np.ndarray:
-        return cv2.blur(x, size)
+        return cv2.blur(x, box_size)
 
-    chans = [np.ascontiguousarray(guide[..., c]) for c in range(3)]
+    chans = [np.ascontiguousarray(guide_s[..., c]) for c in range(3)]
     mean = [box(c) for c in chans]
-    mean_p = box(src)
-    cov = [box(c * src) - m * mean_p for c, m in zip(chans, mean, strict=True)]
+    mean_p = box(src_s)
+    cov = [box(c * src_s) - m * mean_p for c, m in zip(chans, mean, strict=True)]
     rr = box(chans[0] * chans[0]) - mean[0] * mean[0] + eps
     rg = box(chans[0] * chans[1]) - mean[0] * mean[1]
     rb = box(chans[0] * chans[2]) - mean[0] * mean[2]
@@ -215,4 +227,8 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     a1 = (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) / det
     a2 = (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) / det
     b = mean_p - a0 * mean[0] - a1 * mean[1] - a2 * mean[2]
-    return box(a0) * chans[0] + box(a1) * chans[1] + box(a2) * chans[2] + box(b)
+    coefficients = np.dstack([box(a0), box(a1), box(a2), box(b)])
+    if small:
+        coefficients = cv2.resize(coefficients, (w, h), interpolation=cv2.INTER_LINEAR)
+    a, b = coefficients[..., :3], coefficients[..., 3]
+    return (a * guide).sum(axis=2) + b

@@ -5,25 +5,32 @@ when the character does not, its upsampled low-resolution mask misses the drawin
 character it misses for a frame while another walks in front of it vanishes: a video cut out with those masks
 shimmers and blinks. :class:`MaskStabilizer` keeps, per track, a soft mask and, on each new frame:
 
-1. estimates the track's motion from its previous frame to this one: sparse optical flow (Lucas-Kanade, checked
-   forwards and backwards) of corners inside the previous mask, fitted with a similarity transform (shift,
-   rotation, scale; RANSAC); with too few corners, their median shift; with none, the shift of the mask's
-   centre (of the track's last motion for a character not detected in this frame);
+1. estimates the track's motion from its previous frame to this one (:func:`animeseg.motion.estimate_motion`):
+   sparse optical flow of corners inside the previous mask, started from the shift of the mask's centre so that
+   a character moving tens of pixels a frame is followed, fitted with a similarity transform (shift, rotation,
+   scale); for a character not detected in this frame, from the track's last motion;
 2. warps the previous soft mask by that motion, so it is where the character is now (no lag behind fast
-   motion), and blends it with the current mask, ``weight * current + (1 - weight) * warped``, in a band of
+   motion), and blends it with the current one, ``weight * current + (1 - weight) * warped``, in a band of
    ``band`` x the character's size around the current mask's edge (the shimmer is there; a limb that really
-   moved is left to the current frame);
+   moved is left to the current frame); when the flow's warp disagrees with the current mask, the centre's
+   shift is tried before giving up on the past;
 3. snaps the result to the frame's edges with a colour guided filter (radius ``snap`` x the frame's long side,
    about one cell of a YOLO mask) and thresholds it at 0.5;
 4. never takes a pixel that another instance of this frame claims (no leaking into a neighbour at a crossing),
    and changes nothing outside the current box widened by the band and the filter.
+
+With the refiner's alphas (``Instances.alphas``), the soft mask *is* the alpha: it is warped, blended and
+snapped as above, the mask is its 0.5 level and the alpha reported is that soft mask with a steeper edge
+(:data:`ALPHA_GAIN`), so cut-outs are as steady as masks and keep exactly what the masks keep.
 
 A track seen for the first time, or after a gap, or whose warped past agrees with its current mask by less
 than ``min_agreement`` IoU (a jump the motion estimate missed, a sudden change of pose) starts again from its
 current mask (still snapped). A track that was in the previous frame but has no detection in this one (a
 character the detector misses while it is partly hidden) is *carried*: its warped mask, less what the others
 claim, is reported for up to ``carry`` frames while at least ``keep`` of its last area remains, with its last
-class and score and the refine record ``{"method": "carried", ...}``.
+class and score and the refine record ``{"method": "carried", ...}``. A detector that loses a character behind
+another often merges what shows of it into the front one's mask; so where a missing track's moved mask lies,
+a detected track keeps only the pixels its own moved past explains, and the rest goes to the carried track.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np
 from animeseg._lazy import cv2
 from animeseg.instances import Instances
 from animeseg.matte import guided_filter
+from animeseg.motion import STILL, bounds, centre_shift, estimate_motion, warp
 
 
 @dataclass
@@ -48,9 +56,6 @@ class _TrackState:
     score: float
     cls: int
     carried: int = 0  # frames in a row it has been carried without a detection
-
-
-_STILL = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
 class MaskStabilizer:
@@ -93,7 +98,8 @@ class MaskStabilizer:
 
     def update(self, image: np.ndarray, instances: Instances) -> Instances:
         """This frame's ``instances`` (tracked: ``track_ids``; -1 for none) of the RGB ``image`` (H, W, 3) uint8
-        with stabilised masks, then the carried tracks, all in descending score order."""
+        with stabilised masks (and ``alphas``, when they have them), then the carried tracks, all in descending
+        score order."""
         rgb = np.ascontiguousarray(image[..., :3])
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if self._gray is not None and self._gray.shape != gray.shape:
@@ -105,44 +111,57 @@ class MaskStabilizer:
         ids = instances.track_ids if instances.track_ids is not None else np.full(n, -1, np.int64)
         claimed = masks.sum(axis=0, dtype=np.int32)
         out = masks.copy()
+        alphas = None if instances.alphas is None else instances.alphas.copy()
+        # the tracks of the previous frame missing from this one, moved to where they are now: a detector that
+        # merges a character hidden behind another into the front one's mask gives those pixels back to it
+        missing: dict[int, tuple[_TrackState, np.ndarray, tuple[int, int, int, int], np.ndarray]] = {}
+        behind = np.zeros(gray.shape, bool)
+        for track in sorted(set(self._tracks) - {int(t) for t in ids}):
+            state = self._recent(track)
+            moved = None if state is None or state.carried >= self.carry else self._moved(gray, snap, state)
+            if moved is not None:
+                missing[track] = (state, *moved)
+                x1, y1, x2, y2 = moved[1]
+                behind[y1:y2, x1:x2] |= moved[2] >= 0.5
         tracks: dict[int, _TrackState] = {}
         for i, track in enumerate(int(t) for t in ids):
             if track < 0:
                 continue
             state = self._recent(track)
             others = (claimed - masks[i]) > 0  # pixels another instance of this frame claims
-            out[i], soft, x, y, motion = self._track(gray, rgb, snap, state, masks[i], instances.boxes[i], others)
+            alpha = None if alphas is None else alphas[i]
+            soft, x, y, motion = self._track(
+                gray, rgb, snap, state, out[i], alpha, instances.boxes[i], others, behind if missing else None
+            )
             score, cls = float(instances.scores[i]), int(instances.classes[i])
             tracks[track] = _TrackState(soft, x, y, out[i], self._frame, motion, score, cls)
 
-        extra: list[tuple[int, np.ndarray, _TrackState]] = []
+        extra: list[tuple[int, _TrackState]] = []
         taken = out.any(axis=0) if n else np.zeros(gray.shape, bool)
-        for track in sorted(set(self._tracks) - set(tracks)):
-            state = self._recent(track)
-            if state is None or state.carried >= self.carry:
-                continue
-            carried = self._carry(gray, rgb, snap, state, taken)
+        for track, (state, motion, crop, soft) in missing.items():
+            carried = self._carry(rgb, snap, state, motion, crop, soft, taken)
             if carried is not None:
                 tracks[track] = carried
-                extra.append((track, carried.mask, carried))
+                extra.append((track, carried))
         self._tracks = tracks
         self._gray = gray
         self._frame += 1
 
         result = Instances(
             instances.boxes, instances.scores, instances.classes, out, dict(instances.names),
-            list(instances.refine), ids.copy(),
+            list(instances.refine), ids.copy(), alphas,
         )  # fmt: skip
         if not extra:
             return result
         added = Instances(
-            np.array([_box(m) for _, m, _ in extra], np.float32),
-            [s.score for _, _, s in extra],
-            [s.cls for _, _, s in extra],
-            np.array([m for _, m, _ in extra]),
+            np.array([_box(s.mask) for _, s in extra], np.float32),
+            [s.score for _, s in extra],
+            [s.cls for _, s in extra],
+            np.array([s.mask for _, s in extra]),
             dict(instances.names),
-            [_carried_record(s.carried) for _, _, s in extra],
-            [t for t, _, _ in extra],
+            [_carried_record(s.carried) for _, s in extra],
+            [t for t, _ in extra],
+            None if alphas is None else np.array([_alpha(s) for _, s in extra]),
         )
         both = _concat(result, added)
         return both[np.argsort(-both.scores, kind="stable")]
@@ -158,51 +177,79 @@ class MaskStabilizer:
         rgb: np.ndarray,
         snap: int,
         state: _TrackState | None,
-        current: np.ndarray,
+        mask: np.ndarray,
+        alpha: np.ndarray | None,
         box: np.ndarray,
         others: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray]:
-        """The stabilised mask of one detected track, its new soft state (crop and origin) and its motion."""
-        h, w = current.shape
-        area = int(current.sum())
+        behind: np.ndarray | None,
+    ) -> tuple[np.ndarray, int, int, np.ndarray]:
+        """Stabilises one detected track's ``mask`` (H, W) bool and ``alpha`` (H, W) uint8 or None in place;
+        returns its new soft state (crop and origin) and its motion. ``behind`` (H, W) bool: where the tracks
+        missing from this frame's detections are now."""
+        h, w = mask.shape
+        area = int(mask.sum())
         if area == 0:
-            return current, np.zeros((1, 1), np.float32), 0, 0, _STILL
+            return np.zeros((1, 1), np.float32), 0, 0, STILL
         r = max(2, round(self.band * np.sqrt(area)))
         # the crop this frame works on: the current box and mask, widened by the band and the filter
         pad = r + 2 * snap + 1
-        mx1, my1, mx2, my2 = _bounds(current)
+        mx1, my1, mx2, my2 = bounds(mask)
         x1 = max(int(min(box[0], mx1)) - pad, 0)
         y1 = max(int(min(box[1], my1)) - pad, 0)
         x2 = min(int(np.ceil(max(box[2], mx2))) + pad, w)
         y2 = min(int(np.ceil(max(box[3], my2))) + pad, h)
-        cur = current[y1:y2, x1:x2]
+        crop = (x1, y1, x2, y2)
+        cur = mask[y1:y2, x1:x2].copy()
         free = ~others[y1:y2, x1:x2]
-        soft = cur.astype(np.float32)
-        motion = _STILL
+        # the refiner's alpha, when there is one, is the soft mask (its 0.5 level is the mask): one signal warped,
+        # blended and snapped, so the cut-outs' edges are as steady as the masks'
+        mine = cur.astype(np.float32) if alpha is None else alpha[y1:y2, x1:x2] * np.float32(1 / 255)
+        soft = mine
+        motion = STILL
         if state is not None:
-            motion = estimate_motion(self._gray, gray, state.mask, current)
-            warped = _warp(state, motion, x1, y1, x2, y2)
-            past = warped >= 0.5
-            union = np.logical_or(past, cur).sum()
-            if union and np.logical_and(past, cur).sum() / union >= self.min_agreement:
+            motion, warped = self._past(gray, state, mask, cur, crop)
+            if warped is not None and behind is not None:
+                # what this track's own past does not explain but a missing track's does: not this track's
+                lost = behind[y1:y2, x1:x2] & cur & (warped < 0.5)
+                cur &= ~lost
+                free &= ~lost
+                mine = np.where(lost, np.float32(0), mine)
+            if warped is not None:
                 kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
                 c8 = cur.astype(np.uint8)
                 edge = (cv2.dilate(c8, kernel) > 0) & ~(cv2.erode(c8, kernel, borderType=cv2.BORDER_REPLICATE) > 0)
                 soft = np.where(edge & free, self.weight * soft + (1.0 - self.weight) * warped, soft)
         if snap:
-            soft = np.clip(guided_filter(_guide(rgb, x1, y1, x2, y2), soft, snap, self.eps), 0.0, 1.0)
-        soft = np.where(free, soft, cur).astype(np.float32)  # never into pixels another instance claims
-        out = current.copy()
-        out[y1:y2, x1:x2] = soft >= 0.5
-        return out, soft, x1, y1, motion
+            soft = _snapped(rgb, crop, soft, snap, self.eps)
+        soft = np.where(free, soft, mine).astype(np.float32)  # never into pixels another instance claims
+        mask[y1:y2, x1:x2] = np.where(free, soft >= 0.5, cur)
+        if alpha is not None:
+            alpha[y1:y2, x1:x2] = _alpha_of(soft, mask[y1:y2, x1:x2])
+        return soft, x1, y1, motion
 
-    def _carry(
-        self, gray: np.ndarray, rgb: np.ndarray, snap: int, state: _TrackState, taken: np.ndarray
-    ) -> _TrackState | None:
-        """The state of a track carried through a frame without its detection, or None when too little of it
-        would remain (it left the frame, or is hidden)."""
+    def _past(
+        self, gray: np.ndarray, state: _TrackState, mask: np.ndarray, cur: np.ndarray, crop: tuple[int, int, int, int]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The track's motion since the previous frame and its past soft mask moved by it onto ``crop`` (None when
+        it agrees with the current mask by less than ``min_agreement`` IoU): the optical-flow estimate, or when
+        that does not agree (flow lost on a blurred or hidden character), the shift of the mask's centre."""
+        guess = centre_shift(state.mask, mask)
+        motion = estimate_motion(self._gray, gray, state.mask, guess)
+        for candidate in (motion, guess) if motion is not guess else (motion,):
+            warped = warp(state.soft, state.x, state.y, candidate, crop)
+            past = warped >= 0.5
+            union = np.logical_or(past, cur).sum()
+            if union and np.logical_and(past, cur).sum() / union >= self.min_agreement:
+                return candidate, warped
+        return motion, None
+
+    def _moved(
+        self, gray: np.ndarray, snap: int, state: _TrackState
+    ) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray] | None:
+        """A track missing from this frame's detections moved by its motion (estimated from the frames, else its
+        last): the motion, the crop it lands on and its soft mask there; None when it left the frame."""
         h, w = gray.shape
-        motion = estimate_motion(self._gray, gray, state.mask, None, fallback=state.motion)
+        motion = estimate_motion(self._gray, gray, state.mask, state.motion)
         sh, sw = state.soft.shape
         corners = np.array([[state.x, state.y, 1], [state.x + sw, state.y, 1], [state.x, state.y + sh, 1],
                             [state.x + sw, state.y + sh, 1]], np.float64) @ motion.T  # fmt: skip
@@ -211,9 +258,24 @@ class MaskStabilizer:
         x2, y2 = min(int(np.ceil(corners[:, 0].max())) + pad, w), min(int(np.ceil(corners[:, 1].max())) + pad, h)
         if x2 - x1 < 2 or y2 - y1 < 2:
             return None
-        soft = _warp(state, motion, x1, y1, x2, y2)
+        return motion, (x1, y1, x2, y2), warp(state.soft, state.x, state.y, motion, (x1, y1, x2, y2))
+
+    def _carry(
+        self,
+        rgb: np.ndarray,
+        snap: int,
+        state: _TrackState,
+        motion: np.ndarray,
+        crop: tuple[int, int, int, int],
+        soft: np.ndarray,
+        taken: np.ndarray,
+    ) -> _TrackState | None:
+        """The state of a track carried through a frame without its detection (moved by :meth:`_moved`), or
+        None when too little of it would remain outside ``taken`` (H, W) bool, what the detections kept."""
+        h, w = taken.shape
+        x1, y1, x2, y2 = crop
         if snap:
-            soft = np.clip(guided_filter(_guide(rgb, x1, y1, x2, y2), soft, snap, self.eps), 0.0, 1.0)
+            soft = _snapped(rgb, (x1, y1, x2, y2), soft, snap, self.eps)
         soft = np.where(taken[y1:y2, x1:x2], 0.0, soft).astype(np.float32)
         mask = np.zeros((h, w), bool)
         mask[y1:y2, x1:x2] = soft >= 0.5
@@ -222,16 +284,36 @@ class MaskStabilizer:
         return _TrackState(soft, x1, y1, mask, self._frame, motion, state.score, state.cls, state.carried + 1)
 
 
-def _guide(rgb: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    return rgb[y1:y2, x1:x2].astype(np.float32) / 255.0
+def _snapped(rgb: np.ndarray, crop: tuple[int, int, int, int], soft: np.ndarray, snap: int, eps: float) -> np.ndarray:
+    """``soft`` (h, w) on the frame's ``crop`` snapped to the frame's colour edges (the guided filter of radius
+    ``snap``), in [0, 1]. The filter's coefficients are found at 1/``snap // 3`` of the resolution (a radius of
+    3 px or more there): 3x faster at 640x360, and the 0.5 level moves by a pixel at most in a few places."""
+    x1, y1, x2, y2 = crop
+    guide = rgb[y1:y2, x1:x2].astype(np.float32) / 255.0
+    return np.clip(guided_filter(guide, soft, snap, eps, subsample=max(1, snap // 3)), 0.0, 1.0)
 
 
-def _warp(state: _TrackState, motion: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    """The track's soft mask moved by ``motion`` (frame coordinates) onto the crop ``x1, y1, x2, y2``."""
-    to_frame = np.array([[1, 0, state.x], [0, 1, state.y], [0, 0, 1]], np.float64)
-    from_frame = np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1]], np.float64)
-    full = from_frame @ np.vstack([motion, [0, 0, 1]]) @ to_frame
-    return cv2.warpAffine(state.soft, full[:2], (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR, borderValue=0.0)
+#: how much steeper a cut-out's alpha edge is than the snapped soft mask's: the guided filter spreads an edge over
+#: about its radius (6 px at 640x360) with faint tails; 3x steeper is a ramp of 2-3 px, like the refiner's
+#: (2-4 on the tuning clips gave the same temporal error within 0.002)
+ALPHA_GAIN = 3.0
+
+
+def _alpha_of(soft: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The alpha (h, w) uint8 of a stabilised soft mask (h, w) float32, with its 0.5 level on the edge of ``mask``
+    (h, w) bool (at least 128 inside, at most 127 outside, as the refiner's alphas are)."""
+    alpha = np.round(np.clip((soft - 0.5) * ALPHA_GAIN + 0.5, 0.0, 1.0) * 255)
+    return np.where(mask, np.maximum(alpha, 128), np.minimum(alpha, 127)).astype(np.uint8)
+
+
+def _alpha(state: _TrackState) -> np.ndarray:
+    """A carried track's alpha (H, W) uint8 in the frame."""
+    h, w = state.mask.shape
+    sh, sw = state.soft.shape
+    out = np.zeros((h, w), np.uint8)
+    crop = (slice(state.y, state.y + sh), slice(state.x, state.x + sw))
+    out[crop] = _alpha_of(state.soft, state.mask[crop])
+    return out
 
 
 def _carried_record(frames: int) -> dict:
@@ -244,75 +326,14 @@ def _carried_record(frames: int) -> dict:
 
 def _concat(a: Instances, b: Instances) -> Instances:
     ids = np.concatenate([a.track_ids, b.track_ids]) if a.track_ids is not None else None
+    alphas = np.concatenate([a.alphas, b.alphas]) if a.alphas is not None and b.alphas is not None else None
     return Instances(
         np.concatenate([a.boxes, b.boxes]), np.concatenate([a.scores, b.scores]),
         np.concatenate([a.classes, b.classes]), np.concatenate([a.masks, b.masks]), dict(a.names),
-        a.refine + b.refine, ids,
+        a.refine + b.refine, ids, alphas,
     )  # fmt: skip
 
 
-def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
-
-
 def _box(mask: np.ndarray) -> list[float]:
-    x1, y1, x2, y2 = _bounds(mask)
+    x1, y1, x2, y2 = bounds(mask)
     return [float(x1), float(y1), float(x2), float(y2)]
-
-
-def estimate_motion(
-    prev_gray: np.ndarray,
-    gray: np.ndarray,
-    prev_mask: np.ndarray,
-    mask: np.ndarray | None,
-    fallback: np.ndarray | None = None,
-) -> np.ndarray:
-    """The 2x3 similarity transform (float64) taking a character from the previous frame to this one.
-
-    Corners inside ``prev_mask`` (eroded, so none sits on the outline where the background moves differently)
-    are followed by pyramidal Lucas-Kanade optical flow on the grey frames (H, W) uint8 and kept when the
-    backward flow returns within a pixel; a RANSAC similarity fit of at least 8 of them is the answer when its
-    scale is within 0.8-1.25 and its rotation within 10 degrees, else their median shift (3 or more), else the
-    shift between the centres of ``prev_mask`` and ``mask``, or ``fallback`` without a current mask.
-    """
-    if mask is not None:
-        shift = _centre(mask) - _centre(prev_mask)
-        fallback = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float64)
-    elif fallback is None:
-        fallback = _STILL
-    if not prev_mask.any():
-        return fallback
-    x1, y1, x2, y2 = _bounds(prev_mask)
-    inner = cv2.erode(prev_mask[y1:y2, x1:x2].astype(np.uint8), np.ones((5, 5), np.uint8))
-    if not inner.any():
-        return fallback
-    corners = cv2.goodFeaturesToTrack(
-        np.ascontiguousarray(prev_gray[y1:y2, x1:x2]), maxCorners=80, qualityLevel=0.01, minDistance=4, mask=inner
-    )
-    if corners is None or len(corners) < 3:
-        return fallback
-    p0 = (corners.reshape(-1, 2) + np.array([x1, y1], np.float32)).astype(np.float32)
-    lk = {"winSize": (15, 15), "maxLevel": 3, "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
-    p1, ok1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, p0, None, **lk)
-    back, ok2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, p1, None, **lk)
-    good = (ok1.ravel() == 1) & (ok2.ravel() == 1) & (np.linalg.norm(back - p0, axis=1) < 1.0)
-    p0, p1 = p0[good], p1[good]
-    if len(p0) >= 8:
-        fit, inliers = cv2.estimateAffinePartial2D(p0, p1, method=cv2.RANSAC, ransacReprojThreshold=1.5)
-        if fit is not None and inliers is not None and int(inliers.sum()) >= 8:
-            scale = float(np.hypot(fit[0, 0], fit[1, 0]))
-            angle = float(np.degrees(np.arctan2(fit[1, 0], fit[0, 0])))
-            if 0.8 <= scale <= 1.25 and abs(angle) <= 10:
-                return fit.astype(np.float64)
-    if len(p0) >= 3:
-        dx, dy = np.median(p1 - p0, axis=0)
-        return np.array([[1, 0, dx], [0, 1, dy]], np.float64)
-    return fallback
-
-
-def _centre(mask: np.ndarray) -> np.ndarray:
-    """(x, y) centre of a mask's pixels (0, 0 for an empty one)."""
-    m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
-    return np.array([m["m10"], m["m01"]]) / m["m00"] if m["m00"] else np.zeros(2)

@@ -29,7 +29,9 @@ from animeseg.masks import mask_iou
 @dataclass(frozen=True)
 class Walker:
     """A sprite walking from ``x0`` to ``x1`` (centre, fractions of the width); ``height`` is a fraction of the
-    frame height, ``sink`` how far below the bottom edge its feet are (a fraction of its height)."""
+    frame height, ``sink`` how far below the bottom edge its feet are (a fraction of its height). With ``legs``
+    above 1 it runs back and forth: ``x0`` to ``x1``, back to ``x0``, ... (``legs`` stretches over the clip, each
+    at constant speed), so a 60-frame clip can hold fast motion without the character leaving the frame."""
 
     sprite: str
     x0: float
@@ -39,6 +41,15 @@ class Walker:
     flip: bool = False
     hop: float = 0.0  # height of its jumps, a fraction of the frame height
     hops: int = 0  # jumps over the clip
+    legs: int = 1
+
+    def x(self, f: float) -> float:
+        """Centre at ``f`` in [0, 1] of the clip (fraction of the width, first frame's coordinates)."""
+        leg, part = divmod(f * self.legs, 1.0)
+        if leg >= self.legs:  # the last frame
+            leg, part = self.legs - 1, 1.0
+        forward = int(leg) % 2 == 0
+        return self.x0 + (self.x1 - self.x0) * (part if forward else 1.0 - part)
 
 
 #: Two characters walking towards each other and crossing once, mid-clip.
@@ -57,7 +68,8 @@ THREE = (
 @dataclass
 class Clip:
     """``frames``: RGB (H, W, 3) uint8; ``truth``: one Instances per frame whose ``track_ids`` are the walkers'
-    indices; ``crossings``: how many pairs of characters pass each other."""
+    indices and whose ``alphas`` are their visible alphas; ``crossings``: how many times two characters pass
+    each other."""
 
     name: str
     frames: list[np.ndarray]
@@ -107,7 +119,7 @@ def make_clip(
         alphas = []
         for w, spr in zip(walkers, sprites, strict=True):
             sh, sw = spr.shape[:2]
-            x0 = round((w.x0 + (w.x1 - w.x0) * f) * width - sw / 2 - shift)
+            x0 = round(w.x(f) * width - sw / 2 - shift)
             y0 = height - sh + round(w.sink * sh) - round(w.hop * height * abs(np.sin(np.pi * w.hops * f)))
             full = np.zeros((height, width, 4), np.float32)
             xs, xe, ys, ye = max(x0, 0), min(x0 + sw, width), max(y0, 0), min(y0 + sh, height)
@@ -121,15 +133,22 @@ def make_clip(
             v = a.copy()
             for later in alphas[j + 1 :]:
                 v *= 1 - later
-            visible.append(v >= 0.5)
-        keep = [j for j, m in enumerate(visible) if m.sum() >= 0.02 * max((alphas[j] >= 0.5).sum(), 1)]
-        masks = np.array([visible[j] for j in keep], bool).reshape(-1, height, width)
+            visible.append(v)
+        keep = [j for j, v in enumerate(visible) if (v >= 0.5).sum() >= 0.02 * max((alphas[j] >= 0.5).sum(), 1)]
+        masks = np.array([visible[j] >= 0.5 for j in keep], bool).reshape(-1, height, width)
+        soft = np.array([np.round(visible[j] * 255) for j in keep], np.uint8).reshape(masks.shape)
         inst = Instances(np.zeros((len(keep), 4)), np.ones(len(keep)), np.zeros(len(keep)), masks, {0: "person"})
+        inst.alphas = soft
         inst.boxes = inst.boxes_from_masks()
         inst.track_ids = np.array(keep, np.int64)
         images.append(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
         truth.append(inst)
-    crossings = sum((a.x0 - b.x0) * (a.x1 - b.x1) < 0 for i, a in enumerate(walkers) for b in walkers[i + 1 :])
+    steps = np.linspace(0.0, 1.0, 4 * frames + 1)
+    crossings = sum(
+        int(np.count_nonzero(np.diff(np.sign([a.x(f) - b.x(f) for f in steps if a.x(f) != b.x(f)]))))
+        for i, a in enumerate(walkers)
+        for b in walkers[i + 1 :]
+    )
     return Clip(name, images, truth, int(crossings))
 
 
@@ -157,24 +176,33 @@ def temporal_scores(truth: Sequence[Instances], predicted: Sequence[Instances]) 
     In each frame each character takes the predicted mask matched to it (:func:`identities`: best IoU, at least
     0.5, each used once), or an empty mask. ``dtssd``: the mean over characters and frames t >= 1 (the character
     visible in t and t-1) of sum |(m_t - m_t-1) - (g_t - g_t-1)| / |g_t|, the binary form of the dtSSD of
-    video-matting benchmarks; ``iou``: the mean over characters and frames of IoU(m_t, g_t).
+    video-matting benchmarks; ``iou``: the mean over characters and frames of IoU(m_t, g_t). With true alphas
+    (``truth[t].alphas``), ``alpha_dtssd`` is the same error on alphas in [0, 1] (the cut-outs' flicker): the
+    prediction's ``alphas`` when it has them, else its binary masks.
     """
-    errors, ious = [], []
-    prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    errors, ious, soft_errors = [], [], []
+    prev: dict[int, tuple[np.ndarray, ...]] = {}
     for t, p in zip(truth, predicted, strict=True):
         matched = identities(t, p, range(len(p)))
         seen = {}
         for k, character in enumerate(int(c) for c in t.track_ids):
             g = t.masks[k]
-            m = p.masks[matched[character]] if character in matched else np.zeros_like(g)
+            j = matched.get(character)
+            m = p.masks[j] if j is not None else np.zeros_like(g)
+            ga = t.alphas[k] / np.float32(255) if t.alphas is not None else g.astype(np.float32)
+            a = p.alphas[j] / np.float32(255) if j is not None and p.alphas is not None else m.astype(np.float32)
             ious.append(mask_iou(m, g))
             if character in prev and g.any():
-                pm, pg = prev[character]
+                pm, pg, pa, pga = prev[character]
                 change = m.astype(np.int8) - pm.astype(np.int8) - (g.astype(np.int8) - pg.astype(np.int8))
                 errors.append(float(np.abs(change).sum() / g.sum()))
-            seen[character] = (m, g)
+                soft_errors.append(float(np.abs(a - pa - (ga - pga)).sum() / g.sum()))
+            seen[character] = (m, g, a, ga)
         prev = seen
-    return {"dtssd": float(np.mean(errors)) if errors else 0.0, "iou": float(np.mean(ious)) if ious else 0.0}
+    out = {"dtssd": float(np.mean(errors)) if errors else 0.0, "iou": float(np.mean(ious)) if ious else 0.0}
+    if truth and truth[0].alphas is not None:
+        out["alpha_dtssd"] = float(np.mean(soft_errors)) if soft_errors else 0.0
+    return out
 
 
 def switches(per_frame: Sequence[dict[int, int]]) -> dict[int, dict[str, int]]:
