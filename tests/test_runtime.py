@@ -184,6 +184,8 @@ def test_bf16_finds_the_same_characters():
     assert bf16.session.precision == "bf16"
     found = bf16.detect(image)
     assert len(found) == len(fp32) > 0
+    # near-equal scores may come in another order: pair the characters left to right
+    found, fp32 = found[np.argsort(found.boxes[:, 0])], fp32[np.argsort(fp32.boxes[:, 0])]
     np.testing.assert_allclose(found.boxes, fp32.boxes, atol=8)
     for a, b in zip(found.masks, fp32.masks, strict=True):
         assert (a & b).sum() / (a | b).sum() > 0.95
