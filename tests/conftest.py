@@ -1,6 +1,7 @@
 """Test set-up shared by every test module.
 
-* animeseg's state (and Ultralytics' config folder) goes to a throw-away folder, never the user's home.
+* animeseg's state (and Ultralytics' config folder) goes to a throw-away folder, never the user's home, removed
+  when the session ends.
 * Every test runs with the network cut off (``network_guard.py``): a DNS lookup or connection attempt raises and
   is recorded, so a test can also assert that a command made none (``network_attempts`` fixture); a child process
   a test starts can put itself under the same guard (``network_guard.block_this_process``).
@@ -8,7 +9,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from network_guard import block_network
 
 _HOME = Path(tempfile.mkdtemp(prefix="animeseg-test-home-"))
+atexit.register(shutil.rmtree, _HOME, True)  # one per session; left behind, they filled /tmp by gigabytes
 os.environ["ANIMESEG_HOME"] = str(_HOME)
 os.environ["YOLO_CONFIG_DIR"] = str(_HOME / "ultralytics")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
