@@ -145,7 +145,7 @@ def main() -> None:
     tiles = []
     for pic, image, labels, ignore in pictures(spec, root, args.portraits):
         inst = seg(image)
-        preds = np.array([_mask_box(m) for m in inst.masks], np.float64).reshape(-1, 4)
+        preds = inst.boxes_from_masks().astype(np.float64)
         verdict, wrong = judge(labels, ignore, preds)
         result = picture_verdict(verdict, wrong)
         group = "held out (all kinds)" if pic.get("holdout") else pic["kind"]
@@ -206,11 +206,6 @@ def pictures(spec: dict, root: Path, portraits: bool):
                 label = np.clip(inside, 0, [crop.shape[1], crop.shape[0], crop.shape[1], crop.shape[0]])
                 entry = {**pic, "kind": f"portrait: {part}", "name": f"{Path(pic['file']).stem}_{k}_{part}"}
                 yield entry, crop, label[None], np.zeros((0, 4))
-
-
-def _mask_box(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
 if __name__ == "__main__":
